@@ -1,0 +1,132 @@
+"""The running context of a process: database, bus, catalog, calendar and city base data.
+
+Service functions take their dependencies from the current context. A process (web, worker,
+simulator, CLI, a test) builds one with `Context.from_config(...)` and installs it with `use(ctx)`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from backend import bus
+from backend.config import Config
+from backend.domain.catalog import Catalog, default_catalog
+from backend.domain.clock import WorkCalendar, default_calendar
+from backend.domain.grid import GridIndex, Responsibilities, ResponsibilityRule
+from backend.store import models as m
+from backend.store.db import make_engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    config: Config
+    engine: Engine
+    catalog: Catalog
+    calendar: WorkCalendar
+    _redis: redis.Redis | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _grid_index: GridIndex | None = None
+    _responsibilities: Responsibilities | None = None
+    _departments: dict | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Context":
+        installed = config.data_dir / "catalog.json"
+        if config.catalog_file:
+            catalog = Catalog.load(config.catalog_file)
+        elif installed.exists():
+            catalog = Catalog.load(installed)
+        else:
+            catalog = default_catalog()
+        calendar = WorkCalendar.load(config.calendar_file) if config.calendar_file else default_calendar()
+        return cls(config=config, engine=make_engine(config.effective_database_url), catalog=catalog,
+                   calendar=calendar)
+
+    # --- bus -------------------------------------------------------------------------------
+    @property
+    def redis(self) -> redis.Redis:
+        with self._lock:
+            if self._redis is None:
+                self._redis = bus.connect(self.config)
+            return self._redis
+
+    @cached_property
+    def outbox(self):
+        from backend.services.outbox import Outbox
+
+        return Outbox(self)
+
+    # --- base data, cached; reload() after an import -----------------------------------------
+    def reload(self) -> None:
+        with self._lock:
+            self._grid_index = None
+            self._responsibilities = None
+            self._departments = None
+
+    @property
+    def grid_index(self) -> GridIndex:
+        if self._grid_index is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(m.UnitGrid.code, m.UnitGrid.name, m.UnitGrid.geometry)).all()
+            fc = {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {"grid_code": r.code, "name": r.name},
+                 "geometry": json.loads(r.geometry)} for r in rows]}
+            self._grid_index = GridIndex.from_geojson(fc)
+        return self._grid_index
+
+    @property
+    def responsibilities(self) -> Responsibilities:
+        if self._responsibilities is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(m.ResponsibilityRule).order_by(m.ResponsibilityRule.id)).all()
+            self._responsibilities = Responsibilities([
+                ResponsibilityRule(department_id=r.department_id, grid_prefix=r.grid_prefix,
+                                   class_prefix=r.class_prefix) for r in rows])
+        return self._responsibilities
+
+    @property
+    def departments(self) -> dict[int, dict]:
+        if self._departments is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(m.Department.id, m.Department.code, m.Department.name,
+                                           m.Department.type, m.Department.street_code)).all()
+            self._departments = {r.id: {"id": r.id, "code": r.code, "name": r.name, "type": r.type,
+                                        "street_code": r.street_code} for r in rows}
+        return self._departments
+
+    def close(self) -> None:
+        if self._redis is not None:
+            try:
+                self._redis.close()
+            except Exception:
+                pass
+        self.engine.dispose()
+
+
+_current: Context | None = None
+_current_lock = threading.Lock()
+
+
+def use(ctx: Context | None) -> None:
+    global _current
+    _current = ctx
+
+
+def current() -> Context:
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                from backend import config as cfg
+
+                _current = Context.from_config(cfg.load())
+    return _current

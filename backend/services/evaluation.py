@@ -1,0 +1,62 @@
+"""Department evaluation (综合评价) over a time window: cases from the store, formulas from the domain."""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import select
+
+from backend.domain import evaluation
+from backend.services import errors
+from backend.services.context import current
+from backend.store import models as m
+
+CASES = m.Case.__table__
+COLUMNS = ["department_id", "dispatched_at", "disposed_at", "closed_at", "cancelled_at", "bundle_deadline_at",
+           "rework_count", "postpone_count", "suspended"]
+
+
+def cases_frame(start: datetime, end: datetime) -> pd.DataFrame:
+    """The case columns the formulas need, for cases dispatched in [start, end)."""
+    ctx = current()
+    c = CASES.c
+    q = select(c.department_id, c.dispatched_at, c.disposed_at, c.closed_at, c.cancelled_at,
+               c.bundle_deadline_at, c.rework_count, c.postpone_count, (c.status == "suspended")) \
+        .where(c.dispatched_at >= start, c.dispatched_at < end)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(q).all()
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for col in ("dispatched_at", "disposed_at", "closed_at", "cancelled_at", "bundle_deadline_at"):
+        df[col] = pd.to_datetime(df[col], utc=True)
+    df["suspended"] = df["suspended"].astype(bool)
+    return df
+
+
+def _clean(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+        if isinstance(v, float) and math.isnan(v):
+            return None
+    return v
+
+
+def departments(start: datetime, end: datetime) -> dict:
+    if end <= start:
+        raise errors.BadInput("'to' must be after 'from'")
+    ctx = current()
+    scores = evaluation.evaluate_departments(cases_frame(start, end), start, end)
+    out = []
+    for dept_id, dept in sorted(ctx.departments.items()):
+        row = scores.loc[dept_id].to_dict() if dept_id in scores.index else None
+        item = {"department_id": dept_id, "department_name": dept["name"], "department_type": dept["type"]}
+        if row is None:
+            item.update({"cases": 0, "score": None, "grade": None, "rank": None})
+        else:
+            item.update({k: _clean(v) for k, v in row.items()})
+        out.append(item)
+    out.sort(key=lambda d: (d["rank"] is None, d["rank"] or 0, d["department_id"]))
+    return {"from": start.isoformat(), "to": end.isoformat(), "departments": out,
+            "formula": "综合指标值 = 立案数分值×10% + 结案率分值×30% + 按期处置率分值×30% + 返工率分值×30%"}
