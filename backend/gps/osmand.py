@@ -180,7 +180,8 @@ def parse_params(params: Mapping[str, str] | Iterable[tuple[str, str]], *, now: 
         if key not in _KNOWN and len(attrs) < MAX_ATTRS and len(key) <= 64:
             attrs[key] = _attribute(value)
     valid = _boolean(single["valid"]) if single.get("valid") else True
-    position = Position("", when, lat, lon, speed, heading, altitude, valid, 0, 0, attrs)
+    alarm = 1 if attrs.get("alarm") else 0
+    position = Position("", when, lat, lon, speed, heading, altitude, valid, alarm, 0, attrs)
     return Report(identifier, [position])
 
 
@@ -244,11 +245,13 @@ def _json_location(location: Any, now: float | None,
     check_coordinates(lat, lon)
     if "is_moving" in location:
         attrs["motion"] = bool(location["is_moving"])
-    if isinstance(location.get("odometer"), (int, float)) and not isinstance(location["odometer"], bool):
-        attrs["odometer"] = location["odometer"]
+    odometer = location.get("odometer")
+    if isinstance(odometer, (int, float)) and not isinstance(odometer, bool) and math.isfinite(odometer):
+        attrs["odometer"] = odometer
     for key in ("event", "mock", "alarm"):
         value = location.get(key)
-        if isinstance(value, (str, int, float, bool)):
+        if isinstance(value, (str, int, float, bool)) and not (
+                isinstance(value, float) and not math.isfinite(value)):
             attrs[key] = value[:MAX_TEXT] if isinstance(value, str) else value
     activity = location.get("activity")
     if isinstance(activity, dict) and isinstance(activity.get("type"), str):
@@ -256,13 +259,17 @@ def _json_location(location: Any, now: float | None,
     battery = location.get("battery")
     if isinstance(battery, dict):
         level = battery.get("level")
-        if isinstance(level, (int, float)) and not isinstance(level, bool) and level >= 0:
+        if isinstance(level, (int, float)) and not isinstance(level, bool) \
+                and math.isfinite(level) and level >= 0:
             attrs["battery"] = round(level * 100, 1)
         if isinstance(battery.get("is_charging"), bool):
             attrs["charge"] = battery["is_charging"]
     extras = location.get("extras")
     if isinstance(extras, dict):
         for key, value in list(extras.items())[:MAX_ATTRS]:
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
             if isinstance(value, (str, int, float, bool)) and len(str(key)) <= 64:
                 attrs[str(key)] = value[:MAX_TEXT] if isinstance(value, str) else value
-    return Position("", when, lat, lon, speed, heading, altitude, True, 0, 0, attrs)
+    alarm = 1 if attrs.get("alarm") else 0
+    return Position("", when, lat, lon, speed, heading, altitude, True, alarm, 0, attrs)

