@@ -89,8 +89,8 @@ def banner(cfg: cw_config.Config) -> str:
         f"  redis      {cfg.redis_url or 'embedded (' + str(cfg.redis_socket) + ')'}",
     ]
     if cfg.demo:
-        lines += ["  demo users (password demo1234): inspector1 监督员, operator 受理员, supervisor 值班长, "
-                  "dispatcher 派遣员, leader 领导, dept_sanitation 专业部门 …",
+        lines += ["  demo users (password demo1234): insp001…insp056 监督员, operator1 受理员, supervisor 值班长, "
+                  "dispatcher 派遣员, leader 领导, dept_sanitation / dept_law_enforcement / dept_roads … 专业部门",
                   f"  admin password: {'from CITYWALL_ADMIN_PASSWORD' if cfg.admin_password else 'admin'}"]
     return "\n".join(lines) + "\n"
 

@@ -158,7 +158,7 @@ class StreamsService:
         if feed is not None:
             return feed.status()
         return {**camera.public(), "state": "idle", "online": False, "viewers": 0, "width": None,
-                "height": None, "passthrough": None, "fps": 0.0, "reopens": 0, "last_error": None}
+                "height": None, "passthrough": None, "fps": 0.0, "reopens": 0, "overflows": 0, "last_error": None}
 
     # -- handlers ---------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:

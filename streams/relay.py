@@ -55,6 +55,7 @@ class PacketTrack(MediaStreamTrack):
         if len(self._queue) >= self.max_queue:
             self._queue.clear()  # a slow viewer: drop everything up to the next keyframe
             self.overflows += 1
+            self.feed.overflows += 1
             if not keyframe:
                 self._waiting_keyframe = True
                 self.feed.request_keyframe()
@@ -118,6 +119,7 @@ class CameraFeed:
         self.info: dict = {}
         self.packets = 0
         self.reopens = 0
+        self.overflows = 0  # viewer queue overflows (slow viewers), counted over the feed's life
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._stop_session: threading.Event | None = None
@@ -129,6 +131,7 @@ class CameraFeed:
         self._epoch = time.monotonic()
         self._recent: collections.deque[float] = collections.deque(maxlen=50)
         self._last_keyframe_request = 0.0
+        self._delivered = False
 
     # -- viewers ---------------------------------------------------------------------------
     @property
@@ -201,6 +204,7 @@ class CameraFeed:
             "passthrough": self.info.get("passthrough"),
             "fps": self.fps(),
             "reopens": self.reopens,
+            "overflows": self.overflows,
             "last_error": self.last_error,
         }
 
@@ -250,7 +254,7 @@ class CameraFeed:
         done: asyncio.Future = loop.create_future()
         stop = threading.Event()
         self._stop_session = stop
-        delivered = {"any": False}
+        self._delivered = False
         try:
             source = self._source_factory(self.camera)
         except ValueError as exc:
@@ -279,7 +283,6 @@ class CameraFeed:
             if not done.done():
                 done.set_result(error)
 
-        self._delivered_flag = delivered
         threading.Thread(target=run, name=f"camera-{self.camera.id}-source", daemon=True).start()
         try:
             error = await done
@@ -296,7 +299,7 @@ class CameraFeed:
             message = "the source ended"
         log.warning("camera %s offline: %s", self.camera.id, message)
         self._set_state("offline", message)
-        return delivered["any"]
+        return self._delivered
 
     def _deliver(self, data: bytes, t: float, keyframe: bool, stop: threading.Event) -> None:
         if stop.is_set():
@@ -316,7 +319,7 @@ class CameraFeed:
         packet.time_base = TIME_BASE
         self.packets += 1
         self._recent.append(time.monotonic())
-        self._delivered_flag["any"] = True
+        self._delivered = True
         if self.state != "online":
             self._set_state("online")
         for track in list(self.tracks):
@@ -324,5 +327,4 @@ class CameraFeed:
 
 
 def _default_source(camera: CameraInfo) -> Source:
-    label = camera.name if camera.name.isascii() else None
-    return open_source(camera.source, label=label)
+    return open_source(camera.source, label=camera.name)

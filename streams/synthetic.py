@@ -10,10 +10,12 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")  # Debian fonts-noto-cjk
 BARCODE_BITS = 48  # 40 bits of epoch milliseconds + 8 bits of checksum
 BARCODE_TS_BITS = 40
 
@@ -110,6 +112,7 @@ class StreetScene:
             tx = cx + int(rng.integers(-w // 40, w // 40))
             cv2.rectangle(img, (tx - 3, int(h * 0.43)), (tx + 3, int(h * 0.52)), (40, 70, 100), -1)
             cv2.circle(img, (tx, int(h * 0.41)), max(8, h // 22), (50, 130, 60), -1)
+        self._draw_label(img)
         return img
 
     def _make_movers(self) -> list[Mover]:
@@ -164,14 +167,27 @@ class StreetScene:
         draw_barcode(img, int(t * 1000))
         return img
 
+    def _draw_label(self, img: np.ndarray) -> None:
+        """The black caption bar with the camera name (Chinese names need the Noto CJK font)."""
+        w, h = self.width, self.height
+        scale = h / 720
+        cv2.rectangle(img, (0, h - int(90 * scale)), (w, h), (0, 0, 0), -1)
+        origin = (int(12 * scale), h - int(55 * scale))
+        if not self.label.isascii() and CJK_FONT.exists() and hasattr(cv2, "FontFace"):
+            try:
+                cv2.putText(img, self.label, origin, (255, 255, 255), cv2.FontFace(str(CJK_FONT)),
+                            max(10, int(34 * scale)))
+                return
+            except cv2.error:
+                pass
+        cv2.putText(img, self.label, origin, cv2.FONT_HERSHEY_SIMPLEX, 1.1 * scale, (255, 255, 255),
+                    max(1, int(2 * scale)), cv2.LINE_AA)
+
     def _draw_text(self, img: np.ndarray, t: float) -> None:
         w, h = self.width, self.height
         scale = h / 720
         local = time.localtime(t)
         clock = time.strftime("%Y-%m-%d %H:%M:%S", local) + f".{int(t * 1000) % 1000:03d}"
         y0 = h - int(20 * scale)
-        cv2.rectangle(img, (0, h - int(90 * scale)), (w, h), (0, 0, 0), -1)
-        cv2.putText(img, self.label, (int(12 * scale), h - int(55 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
-                    1.1 * scale, (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
         cv2.putText(img, clock, (int(12 * scale), y0), cv2.FONT_HERSHEY_SIMPLEX, 1.0 * scale,
                     (0, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)

@@ -348,6 +348,7 @@ def encode_auth(auth: Authentication, is_2019: bool = False) -> bytes:
 
 _BCD = [((b >> 4) * 10 + (b & 15)) if (b >> 4) < 10 and (b & 15) < 10 else -1 for b in range(256)]
 _hour_cache: dict[bytes, int] = {}
+_time_cache: dict[bytes, int] = {}
 
 
 def _hour_epoch(prefix: bytes) -> int:
@@ -362,7 +363,11 @@ def _hour_epoch(prefix: bytes) -> int:
 
 
 def bcd_time(raw: bytes) -> int:
-    """BCD[6] ``YYMMDDhhmmss`` in GMT+8 -> UTC epoch seconds."""
+    """BCD[6] ``YYMMDDhhmmss`` in GMT+8 -> UTC epoch seconds (cached: at any moment most
+    terminals report the same few seconds)."""
+    epoch = _time_cache.get(raw)
+    if epoch is not None:
+        return epoch
     prefix = raw[:4]
     base = _hour_cache.get(prefix)
     if base is None:
@@ -374,12 +379,18 @@ def bcd_time(raw: bytes) -> int:
     second = _BCD[raw[5]]
     if not (0 <= minute < 60 and 0 <= second < 60):
         raise FrameError(f"bad BCD time {raw.hex()}")
-    return base + minute * 60 + second
+    epoch = base + minute * 60 + second
+    if len(_time_cache) > 4096:
+        _time_cache.clear()
+    _time_cache[raw] = epoch
+    return epoch
 
 
 def encode_bcd_time(epoch: float) -> bytes:
-    """UTC epoch seconds -> BCD[6] in GMT+8."""
+    """UTC epoch seconds -> BCD[6] in GMT+8 (two-digit year: 2000..2099 only)."""
     moment = datetime.fromtimestamp(int(epoch), _GMT8)
+    if not 2000 <= moment.year <= 2099:
+        raise ValueError(f"time {moment.isoformat()} is outside the BCD years 2000..2099")
     return bytes.fromhex(moment.strftime("%y%m%d%H%M%S"))
 
 
@@ -457,44 +468,41 @@ def status_flags(status: int) -> dict[str, object]:
     }
 
 
-def _u(raw: bytes) -> int:
-    return int.from_bytes(raw, "big")
-
-
-# Additional items (附加信息): id -> (attribute name, decoder). Unknown ids keep their hex.
-ITEM_DECODERS: dict[int, tuple[str, object]] = {
-    0x01: ("mileage", lambda v: _u(v) / 10),  # 里程 1/10 km -> km
-    0x02: ("fuel", lambda v: _u(v) / 10),  # 油量 1/10 L -> L
-    0x03: ("recorder_speed", lambda v: _u(v) / 10),  # 行驶记录功能获取的速度 1/10 km/h
-    0x04: ("alarm_event_id", _u),  # 需要人工确认报警事件的 ID
-    0x25: ("ext_status", _u),  # 扩展车辆信号状态位
-    0x2A: ("io_status", _u),  # IO 状态位
-    0x2B: ("analog", _u),  # 模拟量
-    0x30: ("signal", _u),  # 无线通信网络信号强度 (CSQ)
-    0x31: ("satellites", _u),  # GNSS 定位卫星数
+# Additional items (附加信息): id -> (attribute name, scale). Unknown ids keep their hex.
+ITEM_DECODERS: dict[int, tuple[str, float]] = {
+    0x01: ("mileage", 0.1),  # 里程 1/10 km -> km
+    0x02: ("fuel", 0.1),  # 油量 1/10 L -> L
+    0x03: ("recorder_speed", 0.1),  # 行驶记录功能获取的速度 1/10 km/h
+    0x04: ("alarm_event_id", 1),  # 需要人工确认报警事件的 ID
+    0x25: ("ext_status", 1),  # 扩展车辆信号状态位
+    0x2A: ("io_status", 1),  # IO 状态位
+    0x2B: ("analog", 1),  # 模拟量
+    0x30: ("signal", 1),  # 无线通信网络信号强度 (CSQ)
+    0x31: ("satellites", 1),  # GNSS 定位卫星数
 }
 
 
 def decode_items(raw: bytes) -> dict[str, object]:
     """附加信息项 ``{id BYTE, len BYTE, value}``... -> attributes.
 
-    A truncated trailing item is ignored (counted by nobody: real devices send them)."""
+    Known numeric items get their name and unit; others are kept as ``x<id>`` hex strings.
+    A truncated trailing item is ignored (real devices send them)."""
     attrs: dict[str, object] = {}
     pos = 0
     end = len(raw)
     while pos + 2 <= end:
         item_id = raw[pos]
         size = raw[pos + 1]
-        value = raw[pos + 2:pos + 2 + size]
-        pos += 2 + size
-        if len(value) < size:
+        start = pos + 2
+        pos = start + size
+        if pos > end:
             break
         known = ITEM_DECODERS.get(item_id)
         if known is not None and size:
-            name, decode = known
-            attrs[name] = decode(value)  # type: ignore[operator]
+            value = int.from_bytes(raw[start:pos], "big")
+            attrs[known[0]] = value if known[1] == 1 else round(value * known[1], 1)
         else:
-            attrs[f"x{item_id:02x}"] = value.hex()
+            attrs[f"x{item_id:02x}"] = raw[start:pos].hex()
     return attrs
 
 
@@ -551,9 +559,8 @@ def location_position(body: bytes, device: str, received: float = 0.0) -> Positi
         if status & STATUS_WEST:
             lon = -lon
     return Position(device, bcd_time(when), lat, lon, speed / 10, heading, altitude,
-                    bool(status & STATUS_POSITIONED), alarm, status,
-                    decode_items(body[LOCATION_FIXED:]) if len(body) > LOCATION_FIXED else None,
-                    received)
+                    (status & STATUS_POSITIONED) != 0, alarm, status, None, received,
+                    body[LOCATION_FIXED:])
 
 
 def encode_location(lat: float, lon: float, time: float, speed: float = 0.0, heading: int = 0,

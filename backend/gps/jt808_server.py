@@ -33,6 +33,7 @@ _decode_batch = jt808.decode_batch
 LOCATION = jt808.LOCATION
 BATCH = jt808.BATCH_LOCATION
 HEARTBEAT = jt808.HEARTBEAT
+QUERY_REPLY = jt808.LOCATION_QUERY_REPLY
 MAX_PENDING = jt808.MAX_ESCAPED_FRAME
 
 
@@ -47,6 +48,8 @@ class Jt808Server:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: set[Jt808Connection] = set()
+        self.pending: set[Jt808Connection] = set()  # connections with acks to send
+        pipeline.flush_listeners.append(self.send_pending)
         self.server: asyncio.base_events.Server | None = None
         self._reaper: asyncio.Task | None = None
 
@@ -58,13 +61,19 @@ class Jt808Server:
         self._reaper = loop.create_task(self._reap_idle(), name="jt808-idle")
         return self.server.sockets[0].getsockname()[1]
 
+    def send_pending(self) -> None:
+        """After a flush: one write per connection for all of its acknowledgements."""
+        pending, self.pending = self.pending, set()
+        for conn in pending:
+            conn.send_out()
+
     async def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
         if self.server is not None:
             self.server.close()
         for conn in list(self.connections):
-            conn.transport.close()
+            conn.close()
         if self.server is not None:
             await self.server.wait_closed()
 
@@ -73,9 +82,9 @@ class Jt808Server:
         while True:
             await asyncio.sleep(min(5.0, max(0.2, self.idle_timeout / 4)))
             deadline = time.monotonic() - self.idle_timeout
-            for conn in [c for c in self.connections if c.last_active < deadline]:
+            for conn in [c for c in self.connections if c.last_active < deadline and not c.closed]:
                 self.stats.add("connections_idle_closed")
-                conn.transport.close()
+                conn.close()
 
 
 class Jt808Connection(asyncio.Protocol):
@@ -92,6 +101,9 @@ class Jt808Connection(asyncio.Protocol):
         self._phone_raw = b""
         self._prefix = b""  # reply header up to the phone, for the current terminal
         self._prefix_xor = 0
+        self._reply_prefix = (b"", 0)
+        self._key = ""
+        self._out: list[bytes] = []  # replies waiting for the pipeline's flush
         self._serial = 0
         self.authenticated = False
 
@@ -113,6 +125,10 @@ class Jt808Connection(asyncio.Protocol):
             except OSError:
                 pass
 
+    def close(self) -> None:
+        self.closed = True
+        self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self in self.server.connections:
@@ -123,7 +139,7 @@ class Jt808Connection(asyncio.Protocol):
         self.stats.add("frames_oversize")
         self.stats.add("connections_overflow_closed")
         self.rest = b""
-        self.transport.close()
+        self.close()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
@@ -148,11 +164,13 @@ class Jt808Connection(asyncio.Protocol):
         phone = phone_raw[1:].hex() if is_2019 else phone_raw.hex()
         self._phone_raw = phone_raw
         self.device = self.server.registry.resolve("jt808", phone)
+        self._key = self.device.key if self.device is not None else ""
         if is_2019:  # 0x8001, attributes: 2019 flag + body length 5, version byte, phone
             self._prefix = b"\x80\x01\x40\x05" + phone_raw
         else:
             self._prefix = b"\x80\x01\x00\x05" + phone_raw
         self._prefix_xor = _checksum(self._prefix)
+        self._reply_prefix = (self._prefix, self._prefix_xor)
         self.authenticated = False
 
     def _ack(self, serial: int, msg_id: int, result: int,
@@ -160,18 +178,20 @@ class Jt808Connection(asyncio.Protocol):
         """0x8001 to the current terminal (or the one whose reply prefix is given)."""
         head, head_xor = prefix or (self._prefix, self._prefix_xor)
         own = self._serial = (self._serial + 1) & 0xFFFF
-        tail = _REPLY_TAIL.pack(own, serial, msg_id, result)
-        check = head_xor ^ _checksum(tail)
-        out = head + tail + bytes((check,))
+        words = own ^ serial ^ msg_id
+        check = head_xor ^ (words >> 8) ^ (words & 0xFF) ^ result
+        out = head + _REPLY_TAIL.pack(own, serial, msg_id, result) + bytes((check,))
         if b"\x7d" in out or b"\x7e" in out:
             out = out.replace(b"\x7d", b"\x7d\x01").replace(b"\x7e", b"\x7d\x02")
         return b"\x7e" + out + b"\x7e"
 
     def _handle(self, parts: list[bytes]) -> None:
+        """Decode and answer every frame of one received chunk; one write for all replies."""
         stats = self.stats
         replies: list[bytes] = []
         positions: list = []
-        # location acks wait for the write: (index in replies, serial, msg id, reply prefix)
+        # location acks wait for the write: (index in replies, serial, msg id, reply prefix);
+        # a negative msg id marks a batch with faulty items (answered "message error")
         held: list[tuple[int, int, int, tuple[bytes, int]]] = []
         received = time.time()
         frames = 0
@@ -201,61 +221,73 @@ class Jt808Connection(asyncio.Protocol):
                 phone_raw = raw[4:10]
             if attr & 0x2000:
                 header_end += 4
-            if size - 1 - header_end != attr & 0x3FF:
+            if size - 1 - header_end != attr & 0x3FF:  # also guarantees the header is there
                 stats.add("frames_malformed")
                 continue
-            serial = (raw[header_end - 2] << 8) | raw[header_end - 1] if not attr & 0x2000 \
-                else (raw[header_end - 6] << 8) | raw[header_end - 5]
+            at = header_end - 6 if attr & 0x2000 else header_end - 2
+            serial = (raw[at] << 8) | raw[at + 1]
             if phone_raw != self._phone_raw:
                 self._identify(phone_raw, bool(attr & 0x4000))
-            device = self.device
-            body = raw[header_end:size - 1]
-            if attr & 0x3C00:  # encrypted or split: not supported by this gateway
+            if attr & 0x3C00:  # encrypted or split into packages: not supported here
                 stats.add("frames_unsupported")
                 replies.append(self._ack(serial, msg_id, jt808.RESULT_UNSUPPORTED))
                 continue
-            if msg_id == LOCATION or msg_id == BATCH:
-                if device is None:
+            if msg_id == LOCATION:
+                key = self._key
+                if not key:
                     replies.append(self._ack(serial, msg_id, jt808.RESULT_FAILURE))
                     continue
                 try:
-                    if msg_id == LOCATION:
-                        positions.append(_location(body, device.key, received))
-                        count = 1
-                    else:
-                        items = _decode_batch(body)[1]
-                        good = 0
-                        for item in items:
-                            try:
-                                positions.append(_location(item, device.key, received))
-                                good += 1
-                            except FrameError:
-                                stats.add("positions_invalid")
-                        count = good
-                        if good < len(items):
-                            # keep the good ones, tell the terminal the message was faulty
-                            held.append((len(replies), serial, -msg_id, (self._prefix, self._prefix_xor)))
-                            replies.append(b"")
-                            stats.add("positions", good)
-                            continue
+                    positions.append(_location(raw[header_end:size - 1], key, received))
                 except FrameError:
                     stats.add("positions_invalid")
                     replies.append(self._ack(serial, msg_id, jt808.RESULT_MESSAGE_ERROR))
                     continue
-                stats.add("positions", count)
-                held.append((len(replies), serial, msg_id, (self._prefix, self._prefix_xor)))
+                held.append((len(replies), serial, msg_id, self._reply_prefix))
                 replies.append(b"")
+            elif msg_id == BATCH:
+                replies.append(self._batch(raw[header_end:size - 1], serial, positions, held,
+                                           len(replies), received))
+            elif msg_id == QUERY_REPLY and self._key and size - 1 - header_end >= 30:
+                # 位置信息查询应答: reply serial + a location body; a reply, so not answered
+                try:
+                    positions.append(_location(raw[header_end + 2:size - 1], self._key, received))
+                except FrameError:
+                    stats.add("positions_invalid")
             elif msg_id == HEARTBEAT:
                 stats.add("heartbeats")
-                replies.append(self._ack(serial, msg_id, jt808.RESULT_OK if device
+                replies.append(self._ack(serial, msg_id, jt808.RESULT_OK if self._key
                                          else jt808.RESULT_FAILURE))
             else:
-                replies.append(self._control(msg_id, serial, attr, body, raw))
+                replies.append(self._control(msg_id, serial, attr, raw[header_end:size - 1], raw))
         stats.add("frames", frames)
-        if held:
+        if positions:
+            stats.add("positions", len(positions))
+        if held or positions:
             self._submit(positions, replies, held)
         elif replies:
             self._write(b"".join(replies))
+
+    def _batch(self, body: bytes, serial: int, positions: list, held: list, index: int,
+               received: float) -> bytes:
+        """0x0704 批量上传: every good item is stored; faulty items make the answer result 2."""
+        if not self._key:
+            return self._ack(serial, BATCH, jt808.RESULT_FAILURE)
+        try:
+            items = _decode_batch(body)[1]
+        except FrameError:
+            self.stats.add("frames_malformed")
+            return self._ack(serial, BATCH, jt808.RESULT_MESSAGE_ERROR)
+        bad = 0
+        for item in items:
+            try:
+                positions.append(_location(item, self._key, received))
+            except FrameError:
+                bad += 1
+        if bad:
+            self.stats.add("positions_invalid", bad)
+        held.append((index, serial, -BATCH if bad else BATCH, self._reply_prefix))
+        return b""
 
     def _submit(self, positions: list, replies: list[bytes], held: list) -> None:
         def done(ok: bool) -> None:
@@ -265,12 +297,21 @@ class Jt808Connection(asyncio.Protocol):
                 else:
                     replies[index] = self._ack(serial, msg_id, jt808.RESULT_OK if ok
                                                else jt808.RESULT_FAILURE, prefix)
-            self._write(b"".join(replies))
+            self._out.extend(replies)
+            self.server.pending.add(self)
 
         if not positions:
             done(True)
+            self.send_out()
         elif not self.server.pipeline.submit(positions, done):
             done(False)
+            self.send_out()
+
+    def send_out(self) -> None:
+        """Write the gathered acknowledgements in one go."""
+        out, self._out = self._out, []
+        if out:
+            self._write(b"".join(out))
 
     def _write(self, data: bytes) -> None:
         if data and not self.closed:

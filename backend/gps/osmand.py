@@ -110,6 +110,12 @@ def _attribute(value: str) -> object:
     return int(number) if number.is_integer() and "." not in value else number
 
 
+def _wifi(value: str) -> str:
+    """``mac,rssi`` with the MAC's dashes turned into colons (the signal keeps its sign)."""
+    mac, comma, rest = value.partition(",")
+    return mac.replace("-", ":") + comma + rest
+
+
 def _items(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     if hasattr(params, "items"):
         # a MultiDict yields every repeated key from items()
@@ -175,7 +181,7 @@ def parse_params(params: Mapping[str, str] | Iterable[tuple[str, str]], *, now: 
     if cells:
         attrs["cells"] = [c[:MAX_TEXT] for c in cells[:16]]
     if wifis:
-        attrs["wifi"] = [w.replace("-", ":")[:MAX_TEXT] for w in wifis[:16]]
+        attrs["wifi"] = [_wifi(w)[:MAX_TEXT] for w in wifis[:16]]
     for key, value in single.items():
         if key not in _KNOWN and len(attrs) < MAX_ATTRS and len(key) <= 64:
             attrs[key] = _attribute(value)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter, deque
 import logging
 import time
 from typing import Callable
@@ -38,6 +39,8 @@ KEY_LATEST = "citywall:gps:latest"
 KEY_TRAIL = "citywall:gps:trail"
 KEY_LAST = "citywall:gps:last"
 KEY_STATS = "citywall:gps:stats"
+KEY_LATENCY = "citywall:gps:latency"  # histogram: field = whole ms from receipt to written
+LATENCY_SAMPLE = 4  # one position in this many is timed
 CHANNEL_SUMMARY = "citywall:gps:summary"
 
 Callback = Callable[[bool], None]
@@ -56,8 +59,15 @@ class PositionPipeline:
         self.summary_interval = summary_interval
         self.trail_maxlen = trail_maxlen
         self.max_backlog = max_backlog
+        self.max_flush = max_batch * 10
+        # called after each successful flush, once its callbacks ran (e.g. to send the
+        # acknowledgements gathered per connection in one write each)
+        self.flush_listeners: list[Callable[[], None]] = []
         self._batch: list[Position] = []
-        self._callbacks: list[Callback] = []
+        # (running count of positions submitted up to and including this call, callback)
+        self._callbacks: deque[tuple[int, Callback]] = deque()
+        self._submitted = 0  # positions ever queued
+        self._written = 0  # positions ever written (or given up at close)
         self._started = 0.0
         self._wake = asyncio.Event()
         self._changed: dict[str, Position] = {}
@@ -66,6 +76,8 @@ class PositionPipeline:
         self._closing = False
         self._task: asyncio.Task | None = None
         self.last_flush_ms = 0.0
+        self.latency_ms: Counter[int] = Counter()  # ms from receipt to Redis write -> positions
+        self._latency_reported: Counter[int] = Counter()
 
     # ------------------------------------------------------------------ intake
     @property
@@ -82,8 +94,9 @@ class PositionPipeline:
             self._started = time.monotonic()
             self._wake.set()
         self._batch.extend(positions)
+        self._submitted += len(positions)
         if callback is not None:
-            self._callbacks.append(callback)
+            self._callbacks.append((self._submitted, callback))
         if len(self._batch) >= self.max_batch:
             self._wake.set()
         return True
@@ -179,30 +192,43 @@ class PositionPipeline:
         return commands
 
     async def _flush(self) -> bool:
-        batch, callbacks = self._batch, self._callbacks
-        self._batch, self._callbacks = [], []
+        """Write what is queued (up to ``max_flush`` positions) in one round trip, as commands
+        of at most max_batch positions each; acknowledge every submission now complete."""
+        batch = self._batch[:self.max_flush]
         begun = time.monotonic()
+        commands: list[tuple] = []
+        for start in range(0, len(batch), self.max_batch):
+            commands += self._commands(batch[start:start + self.max_batch])
         try:
-            replies = await self._execute(self._commands(batch))
+            replies = await self._execute(commands)
         except (RedisError, OSError) as exc:
             self.stats.add("redis_errors")
-            log.warning("redis write failed (%s); %d positions kept for retry", exc, len(batch))
-            self._batch = batch + self._batch
-            self._callbacks = callbacks + self._callbacks
+            log.warning("redis write failed (%s); %d positions kept for retry", exc, len(self._batch))
             self._started = time.monotonic() - self.max_delay
             return False
+        done = time.time()
+        histogram = self.latency_ms
+        for p in batch[::LATENCY_SAMPLE]:
+            histogram[min(60_000, int((done - p.received) * 1000))] += 1
+        del self._batch[:len(batch)]
+        if self._batch:
+            self._started = time.monotonic() - self.max_delay  # the rest is already due
+        self._written += len(batch)
         errors = [r for r in replies if isinstance(r, Exception)]
         if errors:
             self.stats.add("redis_errors", len(errors))
             log.warning("redis refused part of a batch: %s", errors[0])
         self.last_flush_ms = (time.monotonic() - begun) * 1000
-        self.stats.add("redis_batches")
+        self.stats.add("redis_batches", -(-len(batch) // self.max_batch))
         self.stats.add("positions_written", len(batch))
-        for callback in callbacks:
+        callbacks = self._callbacks
+        while callbacks and callbacks[0][0] <= self._written:
             try:
-                callback(True)
+                callbacks.popleft()[1](True)
             except Exception:  # a broken connection must not stop the writer
                 log.exception("acknowledgement callback failed")
+        for listener in self.flush_listeners:
+            listener()
         return True
 
     async def _summary(self) -> None:
@@ -221,6 +247,10 @@ class PositionPipeline:
         deltas = self.stats.deltas()
         for name, change in deltas.items():
             commands.append(("HINCRBY", KEY_STATS, name, change))
+        latency = self.latency_ms - self._latency_reported
+        for bucket, change in latency.items():
+            commands.append(("HINCRBY", KEY_LATENCY, bucket, change))
+        self._latency_reported = Counter(self.latency_ms)
         if not commands:
             return
         try:
@@ -228,11 +258,24 @@ class PositionPipeline:
         except (RedisError, OSError) as exc:
             log.warning("summary write failed: %s", exc)
             self.stats.restore(deltas)
+            self._latency_reported.subtract(latency)
             for device, p in changed.items():  # keep them for the next tick
                 self._changed.setdefault(device, p)
             return
         if changed:
             self.stats.add("summaries")
+
+    def latency_percentile(self, q: float) -> float:
+        """Receipt-to-written latency in ms at quantile q (0..1) over this process's samples."""
+        total = sum(self.latency_ms.values())
+        if not total:
+            return float("nan")
+        seen = 0
+        for bucket in sorted(self.latency_ms):
+            seen += self.latency_ms[bucket]
+            if seen >= q * total:
+                return float(bucket)
+        return float(max(self.latency_ms))
 
     async def close(self, timeout: float = 5.0) -> None:
         """Flush what is queued and write a last summary (waiting up to timeout), then release
@@ -247,7 +290,7 @@ class PositionPipeline:
                 log.warning("pipeline closed with %d positions unwritten", len(self._batch))
             except Exception:
                 log.exception("pipeline writer failed")
-        callbacks, self._callbacks, self._batch = self._callbacks, [], []
-        for callback in callbacks:
+        callbacks, self._callbacks, self._batch = self._callbacks, deque(), []
+        for _, callback in callbacks:
             callback(False)
         await self._drop_connection()

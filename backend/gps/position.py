@@ -27,6 +27,19 @@ class Position(NamedTuple):
     status: int = 0
     attrs: dict | None = None
     received: float = 0.0
+    items: bytes = b""  # raw JT/T 808 additional items (附加信息), decoded on demand
+
+
+def attributes(position: Position) -> dict:
+    """attrs plus the decoded JT/T 808 additional items (mileage, fuel, signal, satellites...)."""
+    if not position.items:
+        return dict(position.attrs or {})
+    from backend.gps.jt808 import decode_items  # jt808 imports this module
+
+    merged = decode_items(position.items)
+    if position.attrs:
+        merged.update(position.attrs)
+    return merged
 
 
 # Compact trail record: the first ten fields of a Position, as a JSON array.
@@ -96,7 +109,7 @@ def position_json(position: Position) -> str:
         "alarm": position.alarm,
         "status": position.status,
         "state": motion_status(position),
-        "attrs": position.attrs or {},
+        "attrs": attributes(position),
         "received": position.received,
     })
 

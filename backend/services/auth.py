@@ -68,6 +68,7 @@ def _serializer(ctx: Context | None = None) -> URLSafeTimedSerializer:
 
 def create_user(username: str, password: str, role: str, department_id: int | None = None,
                 display_name: str = "") -> int:
+    _user_cache.clear()
     if role not in lifecycle.ROLES or role in ("system",):
         raise errors.BadInput(f"unknown role {role!r}", {"allowed": [r for r in lifecycle.ROLES if r != "system"]})
     if role == "department" and department_id is None:
@@ -86,10 +87,12 @@ def create_user(username: str, password: str, role: str, department_id: int | No
 
 
 def set_password(username: str, password: str) -> None:
+    _user_cache.clear()
     ctx = current()
     with ctx.engine.begin() as conn:
         n = conn.execute(update(USERS).where(USERS.c.username == username).values(
             password_hash=hash_password(password), token_version=USERS.c.token_version + 1)).rowcount
+    _user_cache.clear()
     if not n:
         raise errors.NotFound(f"no user {username!r}")
 
@@ -141,6 +144,23 @@ def _user_dict(ctx: Context, user) -> dict:
             "display_name": user.display_name}
 
 
+USER_CACHE_SECONDS = 2.0
+_user_cache: dict[tuple[str, str], tuple[float, object]] = {}
+
+
+def _cached_user(ctx: Context, username: str):
+    """The user row, cached for a moment: a revocation made in another process counts within 2 s."""
+    key = (ctx.config.effective_database_url, username)
+    hit = _user_cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < USER_CACHE_SECONDS:
+        return hit[1]
+    with ctx.engine.connect() as conn:
+        user = conn.execute(select(USERS).where(USERS.c.username == username)).first()
+    _user_cache[key] = (now, user)
+    return user
+
+
 def actor_for_token(token: str) -> tuple[Actor, dict]:
     """A bearer token → the acting user. Forged, stale or revoked tokens: 401."""
     ctx = current()
@@ -152,8 +172,7 @@ def actor_for_token(token: str) -> tuple[Actor, dict]:
         raise errors.Unauthorized("the token is not valid", code="bad_token") from exc
     if not isinstance(data, dict) or "u" not in data:
         raise errors.Unauthorized("the token is not valid", code="bad_token")
-    with ctx.engine.connect() as conn:
-        user = conn.execute(select(USERS).where(USERS.c.username == data["u"])).first()
+    user = _cached_user(ctx, data["u"])
     if user is None or not user.active or user.token_version != data.get("v"):
         raise errors.Unauthorized("the token was revoked; sign in again", code="token_revoked")
     return Actor(user.username, user.role, user.department_id), _user_dict(ctx, user)

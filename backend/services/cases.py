@@ -13,11 +13,11 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from backend.domain import lifecycle
-from backend.domain.audit import GENESIS, canonical, chain_hash
+from backend.domain.audit import canonical, chain_hash
 from backend.domain.case_number import format_case_number, prefix_for
 from backend.domain.catalog import CaseClass, UnknownClass
 from backend.domain.lifecycle import Actor
@@ -57,43 +57,62 @@ def iso(t: datetime | None) -> str | None:
 
 # --- the chain and counters -----------------------------------------------------------------------
 
+# Statements built once: building SQLAlchemy constructs per call costs more than running them.
+_HEAD_SQL = "SELECT last_event_id, last_hash FROM audit_head WHERE id = 1"
+_HEAD_LOCK = {False: text(_HEAD_SQL), True: text(_HEAD_SQL + " FOR UPDATE")}
+_HEAD_UPDATE = text("UPDATE audit_head SET last_event_id = :event_id, last_hash = :hash WHERE id = 1")
+_EVENT_INSERT = insert(EVENTS)
+_CASE_INSERT = insert(CASES).returning(CASES.c.id)
+_CASE_SELECT = {False: select(CASES).where(CASES.c.id == bindparam("cid")),
+                True: select(CASES).where(CASES.c.id == bindparam("cid")).with_for_update()}
+_CASE_UPDATE = update(CASES).where(CASES.c.id == bindparam("_cid"))
+
+
 def _lock_head(conn: Connection) -> tuple[int, str]:
-    stmt = select(HEAD.c.last_event_id, HEAD.c.last_hash).where(HEAD.c.id == 1)
-    if is_postgres(conn.engine):
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).first()
+    """Take the chain head (FOR UPDATE on PostgreSQL; SQLite writers already hold the write lock)."""
+    row = conn.execute(_HEAD_LOCK[is_postgres(conn.engine)]).first()
     if row is None:  # the first migration inserts it; its absence means the table was tampered with
         raise RuntimeError("the audit chain head (audit_head id 1) is missing: run migrations")
-    return row.last_event_id, row.last_hash
+    return row[0], row[1]
 
 
 def append_event(conn: Connection, *, case_id: int | None, type_: str, action: str, actor: Actor,
                  from_status: str | None, to_status: str | None, body: dict, at: datetime) -> int:
-    """Append one event row to the chain. Must run inside the writer's transaction."""
-    _last_id, last_hash = _lock_head(conn)
+    """Append one event row to the chain. Must run inside the writer's transaction.
+
+    Ids are the head's id + 1: holding the head lock, writers number their events without gaps, in
+    commit order, which is also the order of the bus stream.
+    """
+    last_id, last_hash = _lock_head(conn)
+    event_id = last_id + 1
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
     at = _utc(at)
-    event_id = conn.execute(insert(EVENTS).values(
-        case_id=case_id, type=type_, action=action, actor=actor.username, role=actor.role,
-        from_status=from_status, to_status=to_status, payload=payload, created_at=at,
-        prev_hash=last_hash, hash="").returning(EVENTS.c.id)).scalar_one()
     digest = chain_hash(last_hash, canonical(event_id, case_id, type_, action, actor.username, actor.role,
                                              from_status, to_status, payload, at))
-    conn.execute(update(EVENTS).where(EVENTS.c.id == event_id).values(hash=digest))
-    conn.execute(update(HEAD).where(HEAD.c.id == 1).values(last_event_id=event_id, last_hash=digest))
+    conn.execute(_EVENT_INSERT, {
+        "id": event_id, "case_id": case_id, "type": type_, "action": action, "actor": actor.username,
+        "role": actor.role, "from_status": from_status, "to_status": to_status, "payload": payload,
+        "created_at": at, "prev_hash": last_hash, "hash": digest, "published_at": None})
+    conn.execute(_HEAD_UPDATE, {"event_id": event_id, "hash": digest})
     return event_id
 
 
+_COUNTER_UPSERT: dict[str, Any] = {}
+
+
 def next_counter(conn: Connection, key: str) -> int:
-    if is_postgres(conn.engine):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        stmt = pg_insert(COUNTERS).values(key=key, value=1)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sq_insert
-        stmt = sq_insert(COUNTERS).values(key=key, value=1)
-    stmt = stmt.on_conflict_do_update(index_elements=[COUNTERS.c.key],
-                                      set_={"value": COUNTERS.c.value + 1}).returning(COUNTERS.c.value)
-    return conn.execute(stmt).scalar_one()
+    dialect = conn.engine.dialect.name
+    stmt = _COUNTER_UPSERT.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = dialect_insert(COUNTERS).values(key=bindparam("key"), value=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[COUNTERS.c.key],
+                                          set_={"value": COUNTERS.c.value + 1}).returning(COUNTERS.c.value)
+        _COUNTER_UPSERT[dialect] = stmt
+    return conn.execute(stmt, {"key": key}).scalar_one()
 
 
 # --- deadlines -------------------------------------------------------------------------------------
@@ -278,8 +297,8 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
         _lock_head(conn)  # serialise writers before the counter (one order for ids, numbers and chain)
         seq = next_counter(conn, prefix_for(cls.key, local_date))
         values["case_number"] = format_case_number(cls.key, local_date, seq)
-        case_id = conn.execute(insert(CASES).values(**values).returning(CASES.c.id)).scalar_one()
-        row = conn.execute(select(CASES).where(CASES.c.id == case_id)).mappings().one()
+        case_id = conn.execute(_CASE_INSERT, values).scalar_one()
+        row = {c.name: None for c in CASES.columns} | values | {"id": case_id}
         append_event(conn, case_id=case_id, type_="case.created", action="create", actor=actor,
                      from_status=None, to_status=status,
                      body={"input": {"description": v["description"], "source": v["source"],
@@ -290,10 +309,7 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
 
 
 def _load_for_update(conn: Connection, case_id: int):
-    stmt = select(CASES).where(CASES.c.id == case_id)
-    if is_postgres(conn.engine):
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).mappings().first()
+    return conn.execute(_CASE_SELECT[is_postgres(conn.engine)], {"cid": case_id}).mappings().first()
 
 
 def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> dict:
@@ -401,6 +417,7 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
     at = _utc(at) or now_utc()
     if payload is not None and not isinstance(payload, dict):
         raise errors.BadInput("the action payload must be a JSON object")
+    ctx.departments  # load the cache before the write transaction: no second connection inside it
     with ctx.engine.begin() as conn:
         row = _load_for_update(conn, case_id)
         if row is None:
@@ -410,7 +427,7 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
             raise errors.Forbidden("this case is not dispatched to your department")
         decision = _decide(ctx, row, action, actor, payload)
         changes = _effects(ctx, row, decision, actor, at)
-        conn.execute(update(CASES).where(CASES.c.id == case_id).values(**changes))
+        conn.execute(_CASE_UPDATE, {"_cid": case_id, **changes})
         row.update(changes)
         append_event(conn, case_id=case_id, type_=f"case.{action}", action=action, actor=actor,
                      from_status=decision.from_status, to_status=decision.to_status,
@@ -452,7 +469,7 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
         deadline, warn = _utc(row["deadline_at"]), _utc(row["warn_at"])
         if deadline is None or row["sla_state"] >= level or _sla_state(at, deadline, warn) < level:
             return None
-        conn.execute(update(CASES).where(CASES.c.id == case_id).values(sla_state=level))
+        conn.execute(_CASE_UPDATE, {"_cid": case_id, "sla_state": level})
         row["sla_state"] = level
         action = "overdue" if level == 2 else "sla_warning"
         append_event(conn, case_id=case_id, type_=f"case.{action}", action=action, actor=SYSTEM,

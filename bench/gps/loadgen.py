@@ -175,8 +175,8 @@ class LoadGenerator:
         }
 
     async def _pace(self) -> None:
-        """Open loop: every 10 ms, send rate/100 frames spread over the terminals."""
-        tick = 0.01
+        """Open loop: every 50 ms, send rate/20 frames spread over the terminals."""
+        tick = 0.05
         per_tick = self.rate * tick
         carry = 0.0
         cursor = 0

@@ -1,6 +1,7 @@
 """An aiortc viewer of the streams service, for tests and benchmarks.
 
-    python -m streams.testing.client --base http://127.0.0.1:8060 --camera 1 --viewers 4 --seconds 10 [--decode]
+    python -m streams.testing.client --base http://127.0.0.1:8060 --camera 1-16 --viewers 4 \\
+        --warmup 3 --seconds 10 [--decode]
 
 Without --decode the client only counts assembled frames (no H.264 decoding), so many viewers cost
 the client process little. Prints one JSON line: frames per viewer, fps, time to first frame.
@@ -19,17 +20,24 @@ from aiortc import rtcrtpreceiver
 
 
 
-def count_without_decoding() -> dict:
-    """Patch aiortc's receiver to skip decoding; returns a dict frame-count keyed by id(None)."""
-    counter = {"frames": 0}
+class CountingDecoder:
+    """Stands in for aiortc's H.264 decoder: counts whole received frames, decodes nothing."""
 
-    class _Decoder:
-        def decode(self, encoded_frame) -> list:
-            counter["frames"] += 1
-            return []
+    instances: list["CountingDecoder"] = []
 
-    rtcrtpreceiver.get_decoder = lambda codec: _Decoder()  # type: ignore[assignment]
-    return counter
+    def __init__(self) -> None:
+        self.frames = 0
+        CountingDecoder.instances.append(self)
+
+    def decode(self, encoded_frame) -> list:
+        self.frames += 1
+        return []
+
+
+def count_without_decoding() -> list[CountingDecoder]:
+    """Patch aiortc's receivers to skip decoding; returns the list of per-receiver counters."""
+    rtcrtpreceiver.get_decoder = lambda codec: CountingDecoder()  # type: ignore[assignment]
+    return CountingDecoder.instances
 
 
 class Viewer:
@@ -75,23 +83,34 @@ class Viewer:
         await self.pc.close()
 
 
-async def run(base: str, camera: int, viewers: int, seconds: float, decode: bool, token: str | None) -> dict:
-    counter = None if decode else count_without_decoding()
+def parse_cameras(text: str) -> list[int]:
+    """`3`, `1,2,5` or `1-16`."""
+    ids: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        ids.extend(range(int(lo), int(hi or lo) + 1))
+    return ids
+
+
+async def run(base: str, cameras: list[int], viewers: int, seconds: float, decode: bool, token: str | None,
+              warmup: float = 0.0) -> dict:
+    """`viewers` viewers on each camera; frame rates are counted over `seconds` after `warmup`."""
+    counters = None if decode else count_without_decoding()
     async with aiohttp.ClientSession() as session:
-        group = [Viewer(base, camera, token) for _ in range(viewers)]
+        group = [Viewer(base, cam, token) for cam in cameras for _ in range(viewers)]
         await asyncio.gather(*(v.connect(session) for v in group))
+        await asyncio.sleep(warmup)
+        before = [v.frames for v in group] if decode else [c.frames for c in counters]
         start = time.monotonic()
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - start
-        result = {"viewers": viewers, "seconds": round(elapsed, 2)}
+        after = [v.frames for v in group] if decode else [c.frames for c in counters]
+        fps = sorted((a - b) / elapsed for a, b in zip(after, before))
+        result = {"cameras": len(cameras), "viewers": len(group), "seconds": round(elapsed, 2),
+                  "fps_per_viewer": round(sum(fps) / len(group), 1), "fps_min": round(fps[0], 1)}
         if decode:
-            result["frames"] = [v.frames for v in group]
-            result["fps_per_viewer"] = round(sum(v.frames for v in group) / viewers / elapsed, 1)
             result["first_frame_s"] = [round(v.first_frame_s, 3) if v.first_frame_s else None for v in group]
             result["sizes"] = sorted({s for v in group for s in v.sizes})
-        else:
-            result["frames_total"] = counter["frames"]
-            result["fps_per_viewer"] = round(counter["frames"] / viewers / elapsed, 1)
         await asyncio.gather(*(v.close() for v in group))
     return result
 
@@ -99,14 +118,15 @@ async def run(base: str, camera: int, viewers: int, seconds: float, decode: bool
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", required=True)
-    parser.add_argument("--camera", type=int, default=1)
-    parser.add_argument("--viewers", type=int, default=1)
+    parser.add_argument("--camera", default="1", help="an id, a list 1,2 or a range 1-16")
+    parser.add_argument("--viewers", type=int, default=1, help="viewers per camera")
+    parser.add_argument("--warmup", type=float, default=0.0)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--decode", action="store_true")
     parser.add_argument("--token")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.base, args.camera, args.viewers, args.seconds, args.decode,
-                                     args.token))), flush=True)
+    print(json.dumps(asyncio.run(run(args.base, parse_cameras(args.camera), args.viewers, args.seconds,
+                                     args.decode, args.token, args.warmup))), flush=True)
 
 
 if __name__ == "__main__":

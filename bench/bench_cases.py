@@ -1,0 +1,235 @@
+"""Case actions per second, through the service layer and through HTTP, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/bench_cases.py [--cases 300] [--threads 4] [--db sqlite,postgresql]
+
+Each case walks register → dispatch → accept → feedback → check → close (6 actions; creation is
+timed too). Printed side by side with the raw ceiling of the same database in the same run: the
+same number of bare transactions (one UPDATE + one INSERT each, no rules, no chain, no bus).
+Goals (issue: case engine): ≥ 2,000 actions/s through the service layer, ≥ 800/s through HTTP,
+p99 < 50 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+
+from backend.services import cases, seed  # noqa: E402
+from backend.services.context import Context, use  # noqa: E402
+from backend.store.db import migrate  # noqa: E402
+from tests import support  # noqa: E402
+
+WALK = ["register", "dispatch", "accept", "feedback", "check", "close"]
+PAYLOAD = {"feedback": {"note": "已处理"}, "check": {"passed": True}}
+ROLE = {"register": "supervisor", "dispatch": "dispatcher", "accept": "department", "feedback": "department",
+        "check": "inspector", "close": "supervisor"}
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] * 1000
+
+
+def setup(db: str, tmp: Path):
+    schema = None
+    if db == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        url, schema = support.pg_url_with_schema()
+    ctx = Context.from_config(support.make_config(tmp, url, "redis://127.0.0.1:6379/9"))
+    use(ctx)
+    migrate(ctx.engine)
+    seed.seed_city(support.small_city())
+    ctx.redis.flushdb()
+    ctx.outbox.start(retry_seconds=0.05)
+    return ctx, url, schema
+
+
+def actors(ctx):
+    from backend.domain.lifecycle import Actor
+
+    dept = next(d["id"] for d in ctx.departments.values() if d["code"] == "sanitation")
+    return {r: Actor(r, r) for r in ("inspector", "supervisor", "dispatcher")} | {
+        "department": Actor("dept_sanitation", "department", dept)}
+
+
+def raw_ceiling(ctx, n: int) -> float:
+    """Bare transactions on the same database: the floor of what any case write costs."""
+    with ctx.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_raw (id INTEGER PRIMARY KEY, v INTEGER)"))
+        conn.execute(text("CREATE TABLE IF NOT EXISTS bench_log (id INTEGER, at TEXT)"))
+        conn.execute(text("INSERT INTO bench_raw (id, v) VALUES (1, 0)"))
+    t0 = time.perf_counter()
+    for i in range(n):
+        with ctx.engine.begin() as conn:
+            conn.execute(text("UPDATE bench_raw SET v = v + 1 WHERE id = 1"))
+            conn.execute(text("INSERT INTO bench_log (id, at) VALUES (:i, 'x')"), {"i": i})
+    return n / (time.perf_counter() - t0)
+
+
+def run_service(ctx, n_cases: int, threads: int) -> dict:
+    who = actors(ctx)
+    lat, lon = support.inside()
+    per_action: dict[str, list[float]] = {a: [] for a in ["create"] + WALK}
+    lock = threading.Lock()
+
+    def work(k: int):
+        local: dict[str, list[float]] = {a: [] for a in per_action}
+        for _ in range(k):
+            t = time.perf_counter()
+            c = cases.create({"class_code": "E0102", "lat": lat, "lon": lon, "description": "bench",
+                              "source": "inspector"}, who["inspector"])
+            local["create"].append(time.perf_counter() - t)
+            for a in WALK:
+                payload = dict(PAYLOAD.get(a, {}))
+                if a == "dispatch":
+                    payload["department_id"] = who["department"].department_id
+                t = time.perf_counter()
+                cases.apply(c["id"], a, who[ROLE[a]], payload)
+                local[a].append(time.perf_counter() - t)
+        with lock:
+            for a, v in local.items():
+                per_action[a].extend(v)
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=work, args=(n_cases // threads,)) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    total = sum(len(v) for v in per_action.values())
+    return {"rate": total / elapsed, "per_action": per_action, "n": total}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_http(url: str, tmp: Path, n_cases: int, threads: int) -> dict:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/9", "CITYWALL_DATA_DIR": str(tmp),
+           "CITYWALL_SECRET_KEY": "test-secret", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "16",
+                             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "backend.wsgi:app"],
+                            env=env, cwd=str(ROOT))
+    try:
+        for _ in range(100):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/api/v1/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        tokens = {}
+        for user, role in [("inspector", "inspector"), ("supervisor", "supervisor"), ("dispatcher", "dispatcher"),
+                           ("dept_sanitation", "department")]:
+            c = http.client.HTTPConnection("127.0.0.1", port)
+            c.request("POST", "/api/v1/auth/token", json.dumps({"username": user, "password": support.PASSWORD}),
+                      {"Content-Type": "application/json"})
+            tokens[role] = json.loads(c.getresponse().read())["token"]
+        lat, lon = support.inside()
+        per_action: dict[str, list[float]] = {a: [] for a in ["create"] + WALK}
+        lock = threading.Lock()
+        errors: list[str] = []
+
+        def call(conn, method, path, body, role):
+            t = time.perf_counter()
+            conn.request(method, path, json.dumps(body), {"Content-Type": "application/json",
+                                                           "Authorization": f"Bearer {tokens[role]}"})
+            resp = conn.getresponse()
+            data = resp.read()
+            dt = time.perf_counter() - t
+            if resp.status >= 300:
+                errors.append(f"{resp.status} {data[:200]!r}")
+            return json.loads(data), dt
+
+        def work(k: int):
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            local: dict[str, list[float]] = {a: [] for a in per_action}
+            for _ in range(k):
+                c, dt = call(conn, "POST", "/api/v1/cases", {"class_code": "E0102", "lat": lat, "lon": lon,
+                                                             "description": "bench", "source": "inspector"},
+                             "inspector")
+                local["create"].append(dt)
+                for a in WALK:
+                    _, dt = call(conn, "POST", f"/api/v1/cases/{c['id']}/actions/{a}", PAYLOAD.get(a, {}), ROLE[a])
+                    local[a].append(dt)
+            with lock:
+                for a, v in local.items():
+                    per_action[a].extend(v)
+
+        t0 = time.perf_counter()
+        ts = [threading.Thread(target=work, args=(n_cases // threads,)) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        total = sum(len(v) for v in per_action.values())
+        if errors:
+            print(f"  HTTP errors: {len(errors)} e.g. {errors[0]}")
+        return {"rate": total / elapsed, "per_action": per_action, "n": total}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def report(name: str, res: dict) -> None:
+    print(f"  {name}: {res['n']} actions, {res['rate']:.0f} actions/s")
+    for a, v in res["per_action"].items():
+        print(f"    {a:<9} p50 {pct(v, 50):6.2f} ms   p99 {pct(v, 99):6.2f} ms")
+    allv = [x for v in res["per_action"].values() for x in v]
+    print(f"    {'all':<9} p50 {pct(allv, 50):6.2f} ms   p99 {pct(allv, 99):6.2f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--db", default="sqlite,postgresql")
+    args = ap.parse_args()
+    for db in args.db.split(","):
+        tmp = Path(tempfile.mkdtemp(prefix="cw-bench-"))
+        ctx, url, schema = setup(db, tmp)
+        try:
+            print(f"== {db} ==")
+            ceiling = raw_ceiling(ctx, 2000)
+            print(f"  raw ceiling (bare UPDATE+INSERT transactions, 1 thread): {ceiling:.0f} tx/s")
+            svc = run_service(ctx, args.cases, args.threads)
+            report(f"service layer ({args.threads} threads)", svc)
+            print(f"  ratio service/raw ceiling: {svc['rate'] / ceiling:.2f}")
+            ctx.outbox.flush()
+            print(f"  outbox pending after run: {ctx.outbox.pending()}")
+            ctx.outbox.stop()
+            web = run_http(url, tmp, args.cases, args.threads)
+            report(f"HTTP, gunicorn gthread ({args.threads} client threads)", web)
+            print(f"  ratio HTTP/service: {web['rate'] / svc['rate']:.2f}")
+        finally:
+            ctx.close()
+            use(None)
+            if schema:
+                support.drop_schema(schema)
+
+
+if __name__ == "__main__":
+    main()
