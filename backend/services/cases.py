@@ -490,7 +490,7 @@ def due_cases(now: datetime | None = None, limit: int = 1000) -> dict[str, list[
     ctx = current()
     now = _utc(now) or now_utc()
     with ctx.engine.connect() as conn:
-        overdue = conn.execute(select(CASES.c.id).where(CASES.c.sla_state < 2, CASES.c.deadline_at <= now)
+        overdue = conn.execute(select(CASES.c.id).where(CASES.c.sla_state.in_([0, 1]), CASES.c.deadline_at <= now)
                                .order_by(CASES.c.deadline_at).limit(limit)).scalars().all()
         warning = conn.execute(select(CASES.c.id).where(CASES.c.sla_state == 0, CASES.c.warn_at <= now)
                                .order_by(CASES.c.warn_at).limit(limit)).scalars().all()
