@@ -46,14 +46,34 @@ def start_embedded(config: Config):
 
 
 def stop_embedded() -> None:
+    """Save and stop the embedded server this process started (by its pid if SHUTDOWN is refused)."""
     global _embedded_server
+    import signal
+
     with _embedded_lock:
-        if _embedded_server is not None:
+        server, _embedded_server = _embedded_server, None
+    if server is None:
+        return
+    pid = getattr(server, "pid", 0) or 0
+    try:
+        server.shutdown(save=True, now=True, force=True)
+    except Exception:  # the connection drops as the server exits
+        pass
+    for sig in (0, signal.SIGTERM, signal.SIGKILL):
+        if not pid:
+            break
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
             try:
-                _embedded_server.shutdown(save=True)
-            except Exception:  # already gone
-                pass
-            _embedded_server = None
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        if sig:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
 
 
 def _embedded_socket(config: Config) -> str:

@@ -116,10 +116,13 @@ def main() -> None:
             assert sorted(naive) == sorted(due["overdue"]), "the naive scan disagrees"
             print(f"  naive scan of every open case in Python: {ndt * 1000:.0f} ms  (ratio {ndt / dt:.0f}x)")
             start, end = NOW - timedelta(days=30), NOW
-            edt, frame = timed(lambda: eval_service.cases_frame(start, end), 3)
-            fdt, _ = timed(lambda: evaluation.evaluate_departments(frame, start, end), 5)
-            print(f"  evaluation over {len(frame)} cases: read from store {edt:.2f} s + formulas {fdt:.2f} s "
-                  f"= {edt + fdt:.2f} s (goal < 1 s; formulas alone {fdt:.3f} s)")
+            sdt, result = timed(lambda: eval_service.departments(start, end), 3)
+            n = sum(d["cases"] or 0 for d in result["departments"])
+            print(f"  evaluation over {n} cases, SQL aggregate + pandas scoring: median {sdt:.2f} s (goal < 1 s)")
+            edt, frame = timed(lambda: eval_service.cases_frame(start, end), 1)
+            fdt, _ = timed(lambda: evaluation.evaluate_departments(frame, start, end), 3)
+            print(f"  the naive way, every case read into pandas: {edt:.2f} s + formulas {fdt:.2f} s "
+                  f"(ratio {(edt + fdt) / sdt:.1f}x)")
         finally:
             ctx.close()
             use(None)

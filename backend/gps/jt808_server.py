@@ -1,11 +1,12 @@
 """JT/T 808 TCP gateway (部标 808 接入网关): one asyncio protocol object per terminal connection.
 
 Each received chunk is split once on 0x7E; every complete frame is unescaped, checksum-checked
-and handled; the replies of the whole chunk go out in one write. Replies to location messages
-(0x0200, 0x0704) are held until the pipeline has written the positions to Redis, so an
-acknowledged position is stored. Bad frames are dropped and counted, the connection stays up;
-a partial frame longer than any legal frame closes the connection (memory stays bounded), and
-so does silence longer than ``idle_timeout``.
+and handled. Replies other than location acknowledgements go out at once, in one write per chunk.
+Acknowledgements of location messages (0x0200, 0x0704) wait until the pipeline has written the
+positions to Redis, so an acknowledged position is stored; after each flush every connection gets
+its acknowledgements in one write. Bad frames are dropped and counted, the connection stays up;
+a partial frame longer than any legal frame closes the connection (memory stays bounded), and so
+do silence longer than ``idle_timeout`` and a megabyte of replies left unread.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ BATCH = jt808.BATCH_LOCATION
 HEARTBEAT = jt808.HEARTBEAT
 QUERY_REPLY = jt808.LOCATION_QUERY_REPLY
 MAX_PENDING = jt808.MAX_ESCAPED_FRAME
+MAX_UNREAD = 1 << 20  # bytes of replies a terminal may leave unread before it is cut off
 
 
 class Jt808Server:
@@ -114,6 +116,7 @@ class Jt808Connection(asyncio.Protocol):
         self.stats.add("connections_total")
         if len(server.connections) >= server.max_connections:
             self.stats.add("connections_overflow_closed")
+            self.closed = True
             transport.close()
             return
         server.connections.add(self)
@@ -190,9 +193,9 @@ class Jt808Connection(asyncio.Protocol):
         stats = self.stats
         replies: list[bytes] = []
         positions: list = []
-        # location acks wait for the write: (index in replies, serial, msg id, reply prefix);
-        # a negative msg id marks a batch with faulty items (answered "message error")
-        held: list[tuple[int, int, int, tuple[bytes, int]]] = []
+        # location acks wait for the write: (serial, msg id, reply prefix); a negative msg id
+        # marks a batch with faulty items (answered "message error"). Other replies go at once.
+        held: list[tuple[int, int, tuple[bytes, int]]] = []
         received = time.time()
         frames = 0
         for raw in parts:
@@ -243,11 +246,10 @@ class Jt808Connection(asyncio.Protocol):
                     stats.add("positions_invalid")
                     replies.append(self._ack(serial, msg_id, jt808.RESULT_MESSAGE_ERROR))
                     continue
-                held.append((len(replies), serial, msg_id, self._reply_prefix))
-                replies.append(b"")
+                held.append((serial, msg_id, self._reply_prefix))
             elif msg_id == BATCH:
                 replies.append(self._batch(raw[header_end:size - 1], serial, positions, held,
-                                           len(replies), received))
+                                           received))
             elif msg_id == QUERY_REPLY and self._key and size - 1 - header_end >= 30:
                 # 位置信息查询应答: reply serial + a location body; a reply, so not answered
                 try:
@@ -259,16 +261,21 @@ class Jt808Connection(asyncio.Protocol):
                 replies.append(self._ack(serial, msg_id, jt808.RESULT_OK if self._key
                                          else jt808.RESULT_FAILURE))
             else:
-                replies.append(self._control(msg_id, serial, attr, raw[header_end:size - 1], raw))
+                try:
+                    replies.append(self._control(msg_id, serial, attr, raw[header_end:size - 1], raw))
+                except (FrameError, ValueError) as exc:  # never let one frame end the connection
+                    stats.add("frames_malformed")
+                    log.info("jt808 0x%04x from %s dropped: %s", msg_id, self._key or "?", exc)
         stats.add("frames", frames)
         if positions:
             stats.add("positions", len(positions))
+        immediate = b"".join(replies)
+        if immediate:
+            self._write(immediate)
         if held or positions:
-            self._submit(positions, replies, held)
-        elif replies:
-            self._write(b"".join(replies))
+            self._submit(positions, held)
 
-    def _batch(self, body: bytes, serial: int, positions: list, held: list, index: int,
+    def _batch(self, body: bytes, serial: int, positions: list, held: list,
                received: float) -> bytes:
         """0x0704 批量上传: every good item is stored; faulty items make the answer result 2."""
         if not self._key:
@@ -286,18 +293,19 @@ class Jt808Connection(asyncio.Protocol):
                 bad += 1
         if bad:
             self.stats.add("positions_invalid", bad)
-        held.append((index, serial, -BATCH if bad else BATCH, self._reply_prefix))
+        held.append((serial, -BATCH if bad else BATCH, self._reply_prefix))
         return b""
 
-    def _submit(self, positions: list, replies: list[bytes], held: list) -> None:
+    def _submit(self, positions: list, held: list) -> None:
+        """Hand positions to the pipeline; their acknowledgements go out once written."""
         def done(ok: bool) -> None:
-            for index, serial, msg_id, prefix in held:
+            out = self._out
+            for serial, msg_id, prefix in held:
                 if msg_id < 0:
-                    replies[index] = self._ack(serial, -msg_id, jt808.RESULT_MESSAGE_ERROR, prefix)
+                    out.append(self._ack(serial, -msg_id, jt808.RESULT_MESSAGE_ERROR, prefix))
                 else:
-                    replies[index] = self._ack(serial, msg_id, jt808.RESULT_OK if ok
-                                               else jt808.RESULT_FAILURE, prefix)
-            self._out.extend(replies)
+                    out.append(self._ack(serial, msg_id, jt808.RESULT_OK if ok
+                                         else jt808.RESULT_FAILURE, prefix))
             self.server.pending.add(self)
 
         if not positions:
@@ -316,6 +324,10 @@ class Jt808Connection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if data and not self.closed:
             self.transport.write(data)
+            if self.transport.get_write_buffer_size() > MAX_UNREAD:  # a peer that never reads
+                self.stats.add("connections_overflow_closed")
+                self.transport.abort()
+                self.closed = True
 
     def _control(self, msg_id: int, serial: int, attr: int, body: bytes, raw: bytes) -> bytes:
         """Register, auth, logout and everything else (answered as unsupported)."""

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -68,20 +69,21 @@ class OsmandServer:
                                        last=self.last_location.get(ident))
         if request.method != "POST":
             raise ValueError("no parameters: send id, lat, lon and timestamp")
+        raw = await request.read()  # bounded by client_max_size (413 beyond)
         if request.content_type == "application/json":
-            raw = await request.read()
             try:
                 data = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 raise ValueError("body is not valid JSON") from None
             ident = str(data.get("device_id", "")) if isinstance(data, dict) else ""
             return osmand.parse_json(data, last=self.last_location.get(ident))
-        form = await request.post()
-        if not form:
+        # a form body, whatever content type the client declared
+        pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        if not pairs:
             raise ValueError("no parameters: send id, lat, lon and timestamp")
-        ident = str(form.get("id") or form.get("deviceid") or "")
-        return osmand.parse_params([(k, str(v)) for k, v in form.items()], tz=self.tz,
-                                   last=self.last_location.get(ident))
+        form = dict(pairs)
+        ident = form.get("id") or form.get("deviceid") or ""
+        return osmand.parse_params(pairs, tz=self.tz, last=self.last_location.get(ident))
 
     async def handle(self, request: web.Request) -> web.Response:
         stats = self.stats

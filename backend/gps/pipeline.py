@@ -1,21 +1,21 @@
 """Position pipeline (定位数据批量入库): decoded positions in, batched Redis writes out.
 
-Positions from every connection gather in one batch, flushed when it holds ``max_batch``
-positions or is ``max_delay`` seconds old, whichever comes first. One flush is one round trip
-carrying three commands:
+Positions from every connection gather in one queue, flushed when it holds ``max_batch``
+positions or its oldest is ``max_delay`` seconds old. One flush is one round trip carrying, per
+slice of at most ``max_batch`` positions:
 
-- ``GEOADD citywall:gps:latest lon lat member ...`` (one command, every device of the batch
-  with a fix, newest position per device),
-- ``XADD citywall:gps:trail MAXLEN ~ N * n <count> p <json>`` (one entry per batch; ``p`` is a
-  JSON array of compact arrays, see ``position.TRAIL_FIELDS``),
-- nothing else: acknowledgements wait for this round trip, so an acknowledged position is in
-  Redis.
+- ``GEOADD citywall:gps:latest lon lat member ...``: one command, the newest fix of every device
+  of the slice (positions without a fix, and fixes older than one already stored, are skipped),
+- ``XADD citywall:gps:trail MAXLEN ~ N * n <count> p <json>``: one entry per slice; ``p`` is a
+  JSON array of compact arrays in ``position.TRAIL_FIELDS`` order.
 
-About once a second the summary tick writes ``HSET citywall:gps:last device json ...`` for the
-devices that changed, publishes their compact summary on ``citywall:gps:summary`` and adds the
-counters into the hash ``citywall:gps:stats`` (HINCRBY, so several gateway processes add up).
-
-Commands are packed by hiredis and sent on one dedicated redis-py asyncio connection.
+Acknowledgements wait for that round trip, so an acknowledged position is in Redis. About once a
+second a summary task prepares ``HSET citywall:gps:last device json ...`` for the devices that
+changed, the ``PUBLISH citywall:gps:summary`` of their compact summary and ``HINCRBY`` of the
+counters (``citywall:gps:stats``) and latency histogram (``citywall:gps:latency``); the writer
+sends them with its next flush. Commands are packed by hiredis and sent on one dedicated
+redis-py asyncio connection; when Redis is away the queue is kept (up to ``max_backlog``) and
+retried with backoff.
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from backend.gps.position import Position, iso_utc, position_json, summary_item, trail_json
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 from backend.gps.stats import Stats
 
 log = logging.getLogger("citywall.gps.pipeline")
@@ -75,6 +77,8 @@ class PositionPipeline:
         self._conn = None
         self._closing = False
         self._task: asyncio.Task | None = None
+        self._summary_task: asyncio.Task | None = None
+        self._extra: list[tuple] = []  # summary commands waiting for the writer
         self.last_flush_ms = 0.0
         self.latency_ms: Counter[int] = Counter()  # ms from receipt to Redis write -> positions
         self._latency_reported: Counter[int] = Counter()
@@ -103,42 +107,48 @@ class PositionPipeline:
 
     # ------------------------------------------------------------------ writer
     def start(self) -> asyncio.Task:
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="gps-pipeline")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self.run(), name="gps-pipeline")
+        self._summary_task = loop.create_task(self._summary_loop(), name="gps-summary")
         return self._task
 
     async def run(self) -> None:
-        """The writer loop: flush on size or age, summary once per interval."""
-        next_summary = time.monotonic() + self.summary_interval
+        """The writer loop: flush on size or age (with any summary commands waiting)."""
         failures = 0
         while True:
             now = time.monotonic()
             batch = self._batch
-            if batch and (len(batch) >= self.max_batch or now >= self._started + self.max_delay
-                          or self._closing):
+            if self._extra or (batch and (len(batch) >= self.max_batch or self._closing
+                                          or now >= self._started + self.max_delay)):
                 if await self._flush():
                     failures = 0
                 else:
                     failures += 1
                     await asyncio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
-                now = time.monotonic()
-            finished = self._closing and not self._batch
-            if now >= next_summary or finished:
-                await self._summary()
-                next_summary = time.monotonic() + self.summary_interval
-            if finished:
+                continue
+            if self._closing:  # everything written: a last summary, then stop
+                self._extra = await self._summary_commands(slice_pause=False)
+                if self._extra:
+                    await self._flush()
                 return
             self._wake.clear()
-            if self._batch:
-                if len(self._batch) >= self.max_batch:
-                    continue
-                wait = min(self._started + self.max_delay, next_summary) - time.monotonic()
-            else:
-                wait = next_summary - time.monotonic()
+            wait = self._started + self.max_delay - time.monotonic() if batch else 3600.0
             if wait > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), wait)
                 except TimeoutError:
                     pass
+
+    async def _summary_loop(self) -> None:
+        """Once per interval, prepare the summary commands and hand them to the writer."""
+        while True:
+            await asyncio.sleep(self.summary_interval)
+            if self._extra or self._closing:
+                continue  # the previous summary is not written yet (Redis away)
+            commands = await self._summary_commands()
+            if commands:
+                self._extra = commands
+                self._wake.set()
 
     async def _connection(self):
         if self._conn is None:
@@ -170,9 +180,9 @@ class PositionPipeline:
             await self._drop_connection()
             raise
 
-    def _commands(self, batch: list[Position]) -> list[tuple]:
+    def _commands(self, batch: list[Position], changed: dict[str, Position]) -> list[tuple]:
+        """GEOADD + XADD for one slice; the newest fix per device goes into changed."""
         newest = self._newest
-        changed = self._changed
         geo: list[object] = ["GEOADD", KEY_LATEST]
         latest: dict[str, Position] = {}
         for p in batch:
@@ -196,9 +206,11 @@ class PositionPipeline:
         of at most max_batch positions each; acknowledge every submission now complete."""
         batch = self._batch[:self.max_flush]
         begun = time.monotonic()
-        commands: list[tuple] = []
+        extra = self._extra
+        commands: list[tuple] = list(extra)
+        changed: dict[str, Position] = {}
         for start in range(0, len(batch), self.max_batch):
-            commands += self._commands(batch[start:start + self.max_batch])
+            commands += self._commands(batch[start:start + self.max_batch], changed)
         try:
             replies = await self._execute(commands)
         except (RedisError, OSError) as exc:
@@ -206,6 +218,11 @@ class PositionPipeline:
             log.warning("redis write failed (%s); %d positions kept for retry", exc, len(self._batch))
             self._started = time.monotonic() - self.max_delay
             return False
+        self._changed.update(changed)  # for the next summary: only what is stored
+        if extra:
+            self._extra = []
+            if any(c[0] == "PUBLISH" for c in extra):
+                self.stats.add("summaries")
         done = time.time()
         histogram = self.latency_ms
         for p in batch[::LATENCY_SAMPLE]:
@@ -231,39 +248,34 @@ class PositionPipeline:
             listener()
         return True
 
-    async def _summary(self) -> None:
-        """HSET the latest full position of changed devices, PUBLISH their summary, add stats."""
+    async def _summary_commands(self, slice_pause: bool = True) -> list[tuple]:
+        """HSET of the latest full position of each changed device, the PUBLISH of their
+        summary, HINCRBY of the counters and latency histogram. Built in slices, letting the
+        loop serve connections in between (10,000 devices take a while)."""
         changed, self._changed = self._changed, {}
         commands: list[tuple] = []
         if changed:
             last: list[object] = ["HSET", KEY_LAST]
-            for device, p in changed.items():
-                last += (device, position_json(p))
+            items: list[str] = []
+            positions = list(changed.values())
+            for start in range(0, len(positions), 500):
+                part = positions[start:start + 500]
+                for p in part:
+                    last += (p.device, position_json(p))
+                items.append(_dumps([summary_item(p) for p in part])[1:-1])
+                if slice_pause:
+                    await asyncio.sleep(0)
             commands.append(tuple(last))
-            summary = json.dumps({"time": iso_utc(time.time()), "count": len(changed),
-                                  "devices": [summary_item(p) for p in changed.values()]},
-                                 separators=(",", ":"), ensure_ascii=False)
+            summary = '{"time":"%s","count":%d,"devices":[%s]}' % (
+                iso_utc(time.time()), len(changed), ",".join(items))
             commands.append(("PUBLISH", CHANNEL_SUMMARY, summary))
-        deltas = self.stats.deltas()
-        for name, change in deltas.items():
+        for name, change in self.stats.deltas().items():
             commands.append(("HINCRBY", KEY_STATS, name, change))
         latency = self.latency_ms - self._latency_reported
         for bucket, change in latency.items():
             commands.append(("HINCRBY", KEY_LATENCY, bucket, change))
         self._latency_reported = Counter(self.latency_ms)
-        if not commands:
-            return
-        try:
-            await self._execute(commands)
-        except (RedisError, OSError) as exc:
-            log.warning("summary write failed: %s", exc)
-            self.stats.restore(deltas)
-            self._latency_reported.subtract(latency)
-            for device, p in changed.items():  # keep them for the next tick
-                self._changed.setdefault(device, p)
-            return
-        if changed:
-            self.stats.add("summaries")
+        return commands
 
     def latency_percentile(self, q: float) -> float:
         """Receipt-to-written latency in ms at quantile q (0..1) over this process's samples."""
@@ -282,6 +294,8 @@ class PositionPipeline:
         the connection. Positions still unwritten get callback(False)."""
         self._closing = True
         self._wake.set()
+        if self._summary_task is not None:
+            self._summary_task.cancel()
         task = self._task
         if task is not None:
             try:

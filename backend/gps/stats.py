@@ -44,8 +44,3 @@ class Stats:
                 out[name] = change
                 self._reported[name] = value
         return out
-
-    def restore(self, deltas: dict[str, int]) -> None:
-        """Put back deltas that could not be written, so the next call reports them again."""
-        for name, change in deltas.items():
-            self._reported[name] -= change

@@ -97,22 +97,14 @@ def append_event(conn: Connection, *, case_id: int | None, type_: str, action: s
     return event_id
 
 
-_COUNTER_UPSERT: dict[str, Any] = {}
+# One statement for both databases (SQLite ≥ 3.35 and PostgreSQL share this upsert syntax).
+_COUNTER_UPSERT = text("INSERT INTO counters (key, value) VALUES (:key, 1) "
+                       "ON CONFLICT (key) DO UPDATE SET value = counters.value + 1 RETURNING value")
 
 
 def next_counter(conn: Connection, key: str) -> int:
-    dialect = conn.engine.dialect.name
-    stmt = _COUNTER_UPSERT.get(dialect)
-    if stmt is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        stmt = dialect_insert(COUNTERS).values(key=bindparam("key"), value=1)
-        stmt = stmt.on_conflict_do_update(index_elements=[COUNTERS.c.key],
-                                          set_={"value": COUNTERS.c.value + 1}).returning(COUNTERS.c.value)
-        _COUNTER_UPSERT[dialect] = stmt
-    return conn.execute(stmt, {"key": key}).scalar_one()
+    """The next value of a named counter, atomically (案卷号流水)."""
+    return conn.execute(_COUNTER_UPSERT, {"key": key}).scalar_one()
 
 
 # --- deadlines -------------------------------------------------------------------------------------

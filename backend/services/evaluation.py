@@ -5,7 +5,7 @@ import math
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, not_, or_, select
 
 from backend.domain import evaluation
 from backend.services import errors
@@ -33,6 +33,47 @@ def cases_frame(start: datetime, end: datetime) -> pd.DataFrame:
     return df
 
 
+def department_counts_sql(start: datetime, end: datetime) -> pd.DataFrame:
+    """The counts of `domain.evaluation.department_counts`, aggregated by the database (GROUP BY).
+
+    Same definitions, row for row (a test compares both on the same store): reading a million cases
+    into pandas takes seconds, aggregating them in SQL a fraction of that.
+    """
+    c = CASES.c
+
+    def before_end(col):
+        return and_(col.is_not(None), col < end)
+
+    cancelled = before_end(c.cancelled_at)
+    susp_now = c.status == "suspended"
+    evaluated = and_(not_(cancelled), not_(susp_now))
+    disposed = and_(evaluated, before_end(c.disposed_at))
+    on_time = and_(disposed, c.bundle_deadline_at.is_not(None), c.disposed_at <= c.bundle_deadline_at)
+    closed = and_(evaluated, before_end(c.closed_at))
+    reworked = and_(disposed, c.rework_count > 0)
+    overdue_open = and_(evaluated, or_(c.disposed_at.is_(None), c.disposed_at >= end),
+                        or_(c.closed_at.is_(None), c.closed_at >= end), before_end(c.bundle_deadline_at))
+
+    def count(cond):
+        return func.sum(case((cond, 1), else_=0))
+
+    cols = {
+        "cases": func.count(), "cancelled": count(cancelled), "suspended": count(and_(not_(cancelled), susp_now)),
+        "to_dispose": count(evaluated), "disposed": count(disposed), "disposed_on_time": count(on_time),
+        "to_close": count(evaluated), "closed": count(closed), "closed_on_time": count(and_(closed, on_time)),
+        "reworked": count(reworked), "rework_times": func.sum(case((reworked, c.rework_count), else_=0)),
+        "postponed": count(and_(evaluated, c.postpone_count > 0)), "overdue_open": count(overdue_open),
+    }
+    q = (select(c.department_id, *[v.label(k) for k, v in cols.items()])
+         .where(c.department_id.is_not(None), c.dispatched_at >= start, c.dispatched_at < end)
+         .group_by(c.department_id))
+    with current().engine.connect() as conn:
+        rows = conn.execute(q).all()
+    df = pd.DataFrame(rows, columns=["department_id", *cols])
+    df = df.astype({k: "int64" for k in ["department_id", *cols]})
+    return df.set_index("department_id").sort_index()
+
+
 def _clean(v):
     if isinstance(v, float) and math.isnan(v):
         return None
@@ -47,7 +88,7 @@ def departments(start: datetime, end: datetime) -> dict:
     if end <= start:
         raise errors.BadInput("'to' must be after 'from'")
     ctx = current()
-    scores = evaluation.evaluate_departments(cases_frame(start, end), start, end)
+    scores = evaluation.department_scores(department_counts_sql(start, end))
     out = []
     for dept_id, dept in sorted(ctx.departments.items()):
         row = scores.loc[dept_id].to_dict() if dept_id in scores.index else None

@@ -1,0 +1,260 @@
+"""Real time to the screens (实时推送): Socket.IO on the web port, fed from the Redis event stream.
+
+A background reader in the web process XREADs `citywall:events` (blocking) and emits the events to
+Socket.IO rooms: `wall` (every wall screen and the centre's consoles), `dept:<id>` (a department's
+console: its own cases only) and `screen:<name>` (one screen, for commands aimed at it). Events are
+coalesced: the first event after a quiet spell goes out at once, then at most one batch per
+`interval` (a burst of a thousand events is a handful of messages). The server-computed panels
+(KPIs, ranking, trends) are recomputed once per change for every screen, not once per screen.
+
+A screen loads its full state over HTTP (`/wall/api/state`, with the last event id it reflects)
+and then says `hello` with that id; the hello replays what came after it, under the same lock as
+the broadcasts, so no event falls between the snapshot and the live stream. After a reconnect a
+screen refetches the state and says hello again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import redis
+from flask import Flask, request, session
+from flask_socketio import SocketIO, emit, join_room
+
+from backend import bus
+from backend.services import wall
+from backend.services.context import Context
+
+log = logging.getLogger(__name__)
+
+ASYNC_MODE = "threading"  # explicit: under gunicorn gthread any other mode delivers nothing (stack notes)
+BATCH_INTERVAL = 0.25     # seconds between two batches to the same rooms
+SUMMARY_INTERVAL = 1.0    # KPIs at most once a second
+SLOW_SUMMARY_INTERVAL = 5.0   # ranking and trends (pandas) at most every 5 s
+IDLE_SUMMARY_INTERVAL = 30.0  # recomputed even without events (the overdue count moves with time)
+REPLAY_LIMIT = 5000
+WALL_ROOM = "wall"
+
+socketio = SocketIO(async_mode=ASYNC_MODE, cors_allowed_origins=None, ping_interval=10, ping_timeout=10,
+                    logger=False, engineio_logger=False)
+
+
+def dept_room(department_id: int) -> str:
+    return f"dept:{department_id}"
+
+
+def screen_room(name: str) -> str:
+    return f"screen:{name}"
+
+
+def event_for_screen(event: dict, ctx: Context) -> dict:
+    """A bus event (docs/events.md) as screens take it: compact case, ticker line for ticker actions."""
+    snap = event.get("case") or {}
+    out = {"e": event["event_id"], "a": event.get("action"), "at": wall.epoch_ms(event.get("at")),
+           "from": event.get("from"), "to": event.get("to"),
+           "c": wall.compact_case(snap, ctx) if snap else None}
+    if event.get("action") in wall.TICKER_ACTIONS:
+        out["tk"] = wall.ticker_item(event, ctx)
+    return out
+
+
+class Bridge:
+    """Stream reader → Socket.IO rooms, with coalescing and throttled panel summaries."""
+
+    def __init__(self, ctx: Context, sio: SocketIO, interval: float = BATCH_INTERVAL):
+        self.ctx = ctx
+        self.sio = sio
+        self.interval = interval
+        self.lock = threading.RLock()       # held while emitting a batch or replaying to a newcomer
+        self.last_id = "0-0"
+        self.last_event_id = 0
+        self._dept_of: dict[int, int | None] = {}
+        self._stop = threading.Event()
+        self._dirty = threading.Event()
+        self._started = False
+        self.stats = {"batches": 0, "events": 0, "summaries": 0}
+        self._summary: dict | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.sio.start_background_task(self._read_loop)
+        self.sio.start_background_task(self._summary_loop)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- the stream reader -------------------------------------------------------------------
+    def _connect(self) -> redis.Redis:
+        return bus.connect(self.ctx.config, socket_timeout=10)
+
+    def _tail_id(self, r: redis.Redis) -> str:
+        last = r.xrevrange(bus.EVENTS_STREAM, count=1)
+        if not last:
+            return "0-0"
+        eid = last[0][0]
+        return eid.decode() if isinstance(eid, bytes) else eid
+
+    def _read_loop(self) -> None:
+        r: redis.Redis | None = None
+        pending: list[dict] = []
+        last_emit = 0.0
+        while not self._stop.is_set():
+            try:
+                if r is None:
+                    r = self._connect()
+                    if self.last_id == "0-0":
+                        self.last_id = self._tail_id(r)
+                        self.last_event_id = int(self.last_id.split("-")[0])
+                wait = 1.0 if not pending else max(0.001, last_emit + self.interval - time.monotonic())
+                got = bus.read_events(r, self.last_id, count=2000, block_ms=max(1, int(wait * 1000)))
+            except (redis.RedisError, OSError) as exc:
+                log.warning("event stream unreachable (%s); retrying", exc)
+                r = None
+                self._stop.wait(1.0)
+                continue
+            for stream_id, event in got:
+                self.last_id = stream_id
+                pending.append(event)
+            if pending and time.monotonic() - last_emit >= self.interval:
+                try:
+                    self.emit_batch(pending)
+                except Exception:
+                    log.exception("could not push %d events", len(pending))
+                pending = []
+                last_emit = time.monotonic()
+
+    def emit_batch(self, events: list[dict]) -> None:
+        """Send a batch of bus events to the wall room and to the departments they concern."""
+        by_dept: dict[int, list[dict]] = {}
+        screen_events = []
+        for ev in events:
+            item = event_for_screen(ev, self.ctx)
+            screen_events.append(item)
+            case_id = ev.get("case_id")
+            new_dept = (ev.get("case") or {}).get("department_id")
+            old_dept = self._dept_of.get(case_id) if case_id is not None else None
+            if case_id is not None:
+                self._dept_of[case_id] = new_dept
+            for d in {new_dept, old_dept} - {None}:
+                by_dept.setdefault(d, []).append(item)
+        with self.lock:
+            last = screen_events[-1]["e"]
+            self.last_event_id = max(self.last_event_id, last)
+            self.sio.emit("events", {"events": screen_events, "last": last}, to=WALL_ROOM)
+            for d, items in by_dept.items():
+                self.sio.emit("events", {"events": items, "last": last}, to=dept_room(d))
+            self.stats["batches"] += 1
+            self.stats["events"] += len(events)
+        self._dirty.set()
+
+    # --- the panel summaries -----------------------------------------------------------------
+    def _summary_loop(self) -> None:
+        last_fast = last_slow = 0.0
+        summary: dict = {}
+        while not self._stop.is_set():
+            self._dirty.wait(IDLE_SUMMARY_INTERVAL)  # a change, or time passing (overdue counts move)
+            since = time.monotonic() - last_fast
+            if since < SUMMARY_INTERVAL:
+                self._stop.wait(SUMMARY_INTERVAL - since)
+            self._dirty.clear()
+            now = time.monotonic()
+            try:
+                summary["kpi"] = wall.kpis()
+                if now - last_slow >= SLOW_SUMMARY_INTERVAL or "ranking" not in summary:
+                    summary["ranking"] = wall.ranking()
+                    summary["trends"] = wall.trends()
+                    last_slow = now
+                last_fast = now
+                self._summary = dict(summary)
+                self.sio.emit("summary", self._summary, to=WALL_ROOM)
+                self.stats["summaries"] += 1
+            except Exception:
+                log.exception("could not compute the wall summaries")
+                self._stop.wait(2.0)
+
+    # --- newcomers ---------------------------------------------------------------------------
+    def replay(self, after: int, limit: int = REPLAY_LIMIT) -> list[dict] | None:
+        """Events after `after` from the stream (None: too many or trimmed: refetch the full state)."""
+        r = self.ctx.redis
+        entries = bus.read_events(r, bus.stream_id(after) if after > 0 else "0-0", count=limit + 1)
+        if len(entries) > limit:
+            return None
+        if after > 0 and entries and int(entries[0][0].split("-")[0]) != after + 1:
+            # the stream does not hold every event after `after` (trimmed, or not yet published)
+            stored = wall.events_after(after, limit + 1)
+            if len(stored) > limit:
+                return None
+            return [event_for_screen(e, self.ctx) for e in stored]
+        return [event_for_screen(e, self.ctx) for _sid, e in entries]
+
+    def welcome(self, rooms: list[str], after: int, sid: str, dept: int | None) -> None:
+        """Join `rooms` and send the events after `after`, with no broadcast in between."""
+        with self.lock:
+            for room in rooms:
+                join_room(room, sid=sid)
+            try:
+                events = self.replay(after)
+            except redis.RedisError:
+                events = None
+            if events is None:
+                self.sio.emit("resync", {}, to=sid)
+                return
+            if dept is not None:
+                events = [e for e in events if e.get("c") and e["c"].get("d") == dept]
+            if events:
+                self.sio.emit("events", {"events": events, "last": events[-1]["e"], "replay": True}, to=sid)
+
+    def send_to_screen(self, name: str, event: str, data: Any) -> None:
+        self.sio.emit(event, data, to=screen_room(name))
+
+
+_bridge: Bridge | None = None
+
+
+def bridge() -> Bridge | None:
+    return _bridge
+
+
+def init_app(app: Flask, ctx: Context, access: Callable[[dict | None], dict | None]) -> SocketIO:
+    """Mount Socket.IO on `app` (same port) and start the stream reader.
+
+    `access(auth)` decides who may connect: it returns the screen's identity
+    (`{"kind": "wall"|"console", "department_id": …}`) or None to refuse.
+    """
+    global _bridge
+    socketio.init_app(app, async_mode=ASYNC_MODE)
+    _bridge = Bridge(ctx, socketio)
+
+    @socketio.on("connect")
+    def _connect(auth=None):
+        who = access(auth if isinstance(auth, dict) else None)
+        if who is None:
+            return False
+        session["_screen"] = who
+        return True
+
+    @socketio.on("hello")
+    def _hello(data=None):
+        data = data if isinstance(data, dict) else {}
+        who = session.get("_screen") or {}
+        try:
+            after = max(0, int(data.get("after") or 0))
+        except (TypeError, ValueError):
+            after = 0
+        dept = who.get("department_id")
+        rooms = [dept_room(dept)] if dept is not None else [WALL_ROOM]
+        screen = str(data.get("screen") or "")[:40]
+        if screen:
+            rooms.append(screen_room(screen))
+        _bridge.welcome(rooms, after, request.sid, dept)
+        if dept is None and _bridge._summary is not None:
+            emit("summary", _bridge._summary)
+        return {"ok": True, "rooms": rooms}
+
+    _bridge.start()
+    return socketio
