@@ -25,6 +25,7 @@ from backend.services import errors
 from backend.services.context import Context, current
 from backend.store import models as m
 from backend.store.db import is_postgres
+from backend.store.groupcommit import on_commit, tx_state
 
 CASES = m.Case.__table__
 EVENTS = m.Event.__table__
@@ -69,11 +70,24 @@ _CASE_UPDATE = update(CASES).where(CASES.c.id == bindparam("_cid"))
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
-    """Take the chain head (FOR UPDATE on PostgreSQL; SQLite writers already hold the write lock)."""
+    """Take the chain head (FOR UPDATE on PostgreSQL; SQLite writers already hold the write lock).
+
+    In a group-commit transaction the head is read once and kept in the transaction's state.
+    """
+    state = tx_state(conn)
+    if state is not None and "head" in state:
+        return state["head"]
     row = conn.execute(_HEAD_LOCK[is_postgres(conn.engine)]).first()
     if row is None:  # the first migration inserts it; its absence means the table was tampered with
         raise RuntimeError("the audit chain head (audit_head id 1) is missing: run migrations")
+    if state is not None:
+        state["head"] = (row[0], row[1])
     return row[0], row[1]
+
+
+def _write_head(conn: Connection) -> None:
+    event_id, digest = tx_state(conn)["head"]
+    conn.execute(_HEAD_UPDATE, {"event_id": event_id, "hash": digest})
 
 
 def append_event(conn: Connection, *, case_id: int | None, type_: str, action: str, actor: Actor,
@@ -93,7 +107,12 @@ def append_event(conn: Connection, *, case_id: int | None, type_: str, action: s
         "id": event_id, "case_id": case_id, "type": type_, "action": action, "actor": actor.username,
         "role": actor.role, "from_status": from_status, "to_status": to_status, "payload": payload,
         "created_at": at, "prev_hash": last_hash, "hash": digest, "published_at": None})
-    conn.execute(_HEAD_UPDATE, {"event_id": event_id, "hash": digest})
+    state = tx_state(conn)
+    if state is None:
+        conn.execute(_HEAD_UPDATE, {"event_id": event_id, "hash": digest})
+    else:  # written once, just before the batch commits
+        state["head"] = (event_id, digest)
+        on_commit(conn, "chain_head", _write_head)
     return event_id
 
 
@@ -285,17 +304,21 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
         "bundle_deadline_at": None, "dispose_limit_seconds": None,
     }
     values.update(_stage_fields(ctx, cls, lifecycle.STAGE_OF_STATUS.get(status), at))
-    with ctx.engine.begin() as conn:
+
+    def write(conn: Connection) -> dict:
         _lock_head(conn)  # serialise writers before the counter (one order for ids, numbers and chain)
         seq = next_counter(conn, prefix_for(cls.key, local_date))
-        values["case_number"] = format_case_number(cls.key, local_date, seq)
-        case_id = conn.execute(_CASE_INSERT, values).scalar_one()
-        row = {c.name: None for c in CASES.columns} | values | {"id": case_id}
+        number = format_case_number(cls.key, local_date, seq)
+        case_id = conn.execute(_CASE_INSERT, values | {"case_number": number}).scalar_one()
+        row = {c.name: None for c in CASES.columns} | values | {"case_number": number, "id": case_id}
         append_event(conn, case_id=case_id, type_="case.created", action="create", actor=actor,
                      from_status=None, to_status=status,
                      body={"input": {"description": v["description"], "source": v["source"],
                                      "photos": v["photos"], "address": v["address"]},
                            "case": snapshot(ctx, row)}, at=at)
+        return row
+
+    row = ctx.writes.run(write)
     ctx.outbox.kick()
     return to_dict(ctx, row)
 
@@ -410,7 +433,8 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
     if payload is not None and not isinstance(payload, dict):
         raise errors.BadInput("the action payload must be a JSON object")
     ctx.departments  # load the cache before the write transaction: no second connection inside it
-    with ctx.engine.begin() as conn:
+
+    def write(conn: Connection) -> dict:
         row = _load_for_update(conn, case_id)
         if row is None:
             raise errors.NotFound(f"case {case_id} does not exist")
@@ -424,6 +448,9 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
         append_event(conn, case_id=case_id, type_=f"case.{action}", action=action, actor=actor,
                      from_status=decision.from_status, to_status=decision.to_status,
                      body={"input": decision.payload, "case": snapshot(ctx, row)}, at=at)
+        return row
+
+    row = ctx.writes.run(write)
     ctx.outbox.kick()
     return to_dict(ctx, row)
 
@@ -453,7 +480,8 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
     """
     ctx = current()
     at = _utc(at) or now_utc()
-    with ctx.engine.begin() as conn:
+
+    def write(conn: Connection) -> dict | None:
         row = _load_for_update(conn, case_id)
         if row is None:
             return None
@@ -468,6 +496,11 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
                      from_status=row["status"], to_status=row["status"],
                      body={"input": {"stage": row["stage"], "deadline_at": iso(deadline)},
                            "case": snapshot(ctx, row)}, at=at)
+        return row
+
+    row = ctx.writes.run(write)
+    if row is None:
+        return None
     ctx.outbox.kick()
     if level == 2 and row["stage"] == "dispose" and row["status"] in ("dispatched", "handling"):
         try:

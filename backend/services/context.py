@@ -60,6 +60,14 @@ class Context:
             return self._redis
 
     @cached_property
+    def writes(self):
+        """Group commit of this process's writes (see backend.store.groupcommit)."""
+        from backend.services.errors import ServiceError
+        from backend.store.groupcommit import GroupCommit
+
+        return GroupCommit(self.engine, clean_errors=(ServiceError,))
+
+    @cached_property
     def outbox(self):
         from backend.services.outbox import Outbox
 

@@ -43,9 +43,10 @@ def event_message(row) -> dict:
 
 
 class Outbox:
-    def __init__(self, ctx, batch: int = 2000):
+    def __init__(self, ctx, batch: int = 2000, coalesce: float = 0.02):
         self.ctx = ctx
         self.batch = batch
+        self.coalesce = coalesce  # after a kick, gather more events this long: one batch, not one per write
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -79,8 +80,8 @@ class Outbox:
                 self.last_error = None
                 if done:
                     now = datetime.now(timezone.utc)
-                    with self.ctx.engine.begin() as conn:
-                        conn.execute(update(EVENTS).where(EVENTS.c.id.in_(done)).values(published_at=now))
+                    stmt = update(EVENTS).where(EVENTS.c.id.in_(done)).values(published_at=now)
+                    self.ctx.writes.run(lambda conn: conn.execute(stmt))
                     sent += len(done)
                 if len(rows) < self.batch:
                     break
@@ -106,7 +107,8 @@ class Outbox:
 
         def run() -> None:
             while not self._stop.is_set():
-                self._wake.wait(retry_seconds)
+                if self._wake.wait(retry_seconds) and self.coalesce:
+                    self._stop.wait(self.coalesce)
                 self._wake.clear()
                 try:
                     self.flush()

@@ -1,0 +1,138 @@
+"""Group commit (组提交): the writes of many threads in one transaction, one commit.
+
+Every case write appends to the hash chain, so writers serialise on the chain head; a commit that
+waits for its WAL flush would make every other writer wait too. Here the first writer to arrive
+becomes the leader: it runs every write queued meanwhile in one transaction and commits once.
+Writers that arrived while it committed are served by the next leader, chosen from the head of the
+queue. A lone writer leads itself: no thread hand-off, no added latency.
+
+A write that is refused with one of `clean_errors` (the service's refusals, raised before it writes
+anything) simply fails alone. Any other error aborts the transaction; the other writes of the batch
+are then run again without the failed one, so nobody else pays for it.
+
+Per transaction, `tx_state(conn)` is a dict the writes may share (the chain head is kept there and
+written once per batch); `on_commit(conn, key, fn)` registers a function to run just before commit.
+
+Within a process this also replaces SQLite's sleeping busy-wait on the write lock with a queue.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from sqlalchemy.engine import Connection, Engine
+
+_STATE = "citywall_tx"
+
+
+def tx_state(conn: Connection) -> dict | None:
+    """The shared state of the group-commit transaction on `conn` (None outside one)."""
+    return conn.info.get(_STATE)
+
+
+def on_commit(conn: Connection, key: str, fn: Callable[[Connection], None]) -> None:
+    state = tx_state(conn)
+    if state is None:
+        fn(conn)
+    else:
+        state.setdefault("_before_commit", {})[key] = fn
+
+
+class _Request:
+    __slots__ = ("fn", "result", "error", "done", "lead", "event")
+
+    def __init__(self, fn: Callable[[Connection], Any]):
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.lead = False
+        self.event = threading.Event()
+
+
+class GroupCommit:
+    def __init__(self, engine: Engine, max_batch: int = 64, clean_errors: tuple[type[BaseException], ...] = ()):
+        self.engine = engine
+        self.max_batch = max_batch
+        self.clean_errors = clean_errors
+        self._lock = threading.Lock()
+        self._queue: list[_Request] = []
+        self._busy = False
+        self.batches = 0
+        self.writes = 0
+
+    def run(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run `fn(conn)` inside a write transaction; return its result once committed, or raise its error."""
+        req = _Request(fn)
+        with self._lock:
+            self._queue.append(req)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            req.event.wait()
+            if not req.lead:
+                return self._outcome(req)
+        while not req.done:
+            with self._lock:
+                batch = self._queue[:self.max_batch]
+                del self._queue[:len(batch)]
+            self._execute(batch, req)
+        with self._lock:
+            if self._queue:  # hand the lead to the oldest waiting writer
+                nxt = self._queue[0]
+                nxt.lead = True
+                nxt.event.set()
+            else:
+                self._busy = False
+        return self._outcome(req)
+
+    @staticmethod
+    def _outcome(req: _Request) -> Any:
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _execute(self, batch: list[_Request], own: _Request) -> None:
+        pending = list(batch)
+        while pending:
+            failed = self._transaction(pending)
+            if failed is None:
+                break
+            pending = [r for r in pending if r is not failed and r.error is None]
+        self.batches += 1
+        self.writes += len(batch)
+        for r in batch:
+            r.done = True
+            if r is not own:
+                r.event.set()
+
+    def _transaction(self, batch: list[_Request]) -> _Request | None:
+        """Run the batch in one transaction. Returns the request that aborted it, if one did."""
+        culprit: _Request | None = None
+        try:
+            with self.engine.begin() as conn:
+                conn.info[_STATE] = {}
+                try:
+                    for r in batch:
+                        r.result, r.error = None, None
+                        culprit = r
+                        try:
+                            r.result = r.fn(conn)
+                        except self.clean_errors as exc:  # refused before writing: fails alone
+                            r.error = exc
+                    culprit = None
+                    for fn in conn.info[_STATE].get("_before_commit", {}).values():
+                        fn(conn)
+                finally:
+                    conn.info.pop(_STATE, None)
+        except BaseException as exc:
+            if culprit is not None and len(batch) > 1:
+                culprit.result, culprit.error = None, exc
+                for r in batch:
+                    if r is not culprit:
+                        r.result, r.error = None, None
+                return culprit
+            for r in batch:  # the commit itself failed, or the batch was one write
+                if r.error is None:
+                    r.result, r.error = None, exc
+        return None
