@@ -145,9 +145,10 @@ class Bridge:
         with self.lock:
             last = screen_events[-1]["e"]
             self.last_event_id = max(self.last_event_id, last)
-            self.sio.emit("events", {"events": screen_events, "last": last}, to=WALL_ROOM)
+            ts = int(time.time() * 1000)  # the push time: screens measure push-to-paint from it
+            self.sio.emit("events", {"events": screen_events, "last": last, "ts": ts}, to=WALL_ROOM)
             for d, items in by_dept.items():
-                self.sio.emit("events", {"events": items, "last": last}, to=dept_room(d))
+                self.sio.emit("events", {"events": items, "last": last, "ts": ts}, to=dept_room(d))
             self.stats["batches"] += 1
             self.stats["events"] += len(events)
         self._dirty.set()
@@ -227,6 +228,8 @@ def init_app(app: Flask, ctx: Context, access: Callable[[dict | None], dict | No
     (`{"kind": "wall"|"console", "department_id": …}`) or None to refuse.
     """
     global _bridge
+    if _bridge is not None:
+        _bridge.stop()
     socketio.init_app(app, async_mode=ASYNC_MODE)
     _bridge = Bridge(ctx, socketio)
 
@@ -235,6 +238,7 @@ def init_app(app: Flask, ctx: Context, access: Callable[[dict | None], dict | No
         who = access(auth if isinstance(auth, dict) else None)
         if who is None:
             return False
+        _bridge.start()  # lazily: an app that never has a screen reads no stream
         session["_screen"] = who
         return True
 
@@ -256,5 +260,4 @@ def init_app(app: Flask, ctx: Context, access: Callable[[dict | None], dict | No
             emit("summary", _bridge._summary)
         return {"ok": True, "rooms": rooms}
 
-    _bridge.start()
     return socketio

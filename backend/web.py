@@ -1,4 +1,5 @@
-"""The web process: Flask app factory (API now; the wall and Socket.IO join it on the same port)."""
+"""The web process: Flask app factory. The API (`/api/v1`), the wall (`/`), the console (`/console/`)
+and Socket.IO (`/socket.io/`) share one Flask server and one port."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,8 @@ from backend.services.context import Context, current, use
 MAX_BODY = 1024 * 1024  # 1 MiB: a case with photo references is a few KB
 
 
-def create_app(ctx: Context | None = None) -> Flask:
+def create_app(ctx: Context | None = None, screens: bool = True) -> Flask:
+    """The web app. `screens=False` leaves out the wall, the console and Socket.IO (API only)."""
     if ctx is not None:
         use(ctx)
     ctx = current()
@@ -24,6 +26,10 @@ def create_app(ctx: Context | None = None) -> Flask:
     from backend import api
 
     api.register(app)
+    if screens:
+        import dashboard
+
+        dashboard.mount(app, ctx)
     ctx.outbox.start()
     logging.getLogger(__name__).info("web app ready on database %s", ctx.engine.dialect.name)
     return app

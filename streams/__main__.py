@@ -2,6 +2,12 @@
 
 Cameras come from CITYWALL_STREAMS_CAMERAS (a JSON file) when set, else from the database's
 `cameras` table when it has rows, else (demo mode) from the demo city's synthetic cameras.
+
+Environment: CITYWALL_STREAMS_PORT, CITYWALL_STREAMS_HOST (default 0.0.0.0), CITYWALL_STREAMS_CAMERAS,
+CITYWALL_STREAMS_MAX_VIEWERS (per camera, default 32), CITYWALL_STREAMS_LINGER (seconds a camera keeps
+being pulled after its last viewer, default 10), CITYWALL_STREAMS_CORS_ORIGINS (extra allowed origins,
+comma-separated; the wall's origin on CITYWALL_HTTP_PORT is always allowed), REDIS_URL, DATABASE_URL,
+CITYWALL_DEMO, CITYWALL_SECRET_KEY, CITYWALL_SCREEN_TOKEN.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import sys
 from aiohttp import web
 
 from backend import config as config_module
+from backend.services.auth import TOKEN_MAX_AGE
 from streams.app import Settings, create_app
 from streams.auth import DefaultVerifier
 from streams.cameras import CameraDirectory, DbCameraDirectory, StaticCameraDirectory, demo_cameras
@@ -45,6 +52,24 @@ def load_directory(config) -> CameraDirectory:
     return StaticCameraDirectory([])
 
 
+def backend_secret(config) -> str:
+    """The key the backend signs login tokens with: CITYWALL_SECRET_KEY, or the one kept in the database."""
+    if config.secret_key:
+        return config.secret_key
+    try:
+        from backend.services import auth
+        from backend.services.context import Context
+
+        ctx = Context.from_config(config)
+        try:
+            return auth.secret_key(ctx)
+        finally:
+            ctx.engine.dispose()
+    except Exception as exc:  # no database yet: only the screen token (or demo mode) lets viewers in
+        log.warning("login tokens cannot be checked (%s)", exc)
+        return ""
+
+
 def main() -> None:
     logging.basicConfig(level=os.environ.get("CITYWALL_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,7 +79,8 @@ def main() -> None:
         directory = load_directory(config)
     except ValueError as exc:
         sys.exit(f"streams: {exc}")
-    verifier = DefaultVerifier(config.secret_key, config.screen_token, demo=config.demo)
+    verifier = DefaultVerifier(backend_secret(config), config.screen_token, demo=config.demo and
+                               config.wall_access == "open", max_age=TOKEN_MAX_AGE)
     app = create_app(directory, verifier, Settings.from_env(config), own_port=config.streams_port)
     host = os.environ.get("CITYWALL_STREAMS_HOST", "0.0.0.0")
     web.run_app(app, host=host, port=config.streams_port, access_log=None,

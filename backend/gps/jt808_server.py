@@ -267,6 +267,8 @@ class Jt808Connection(asyncio.Protocol):
                     stats.add("frames_malformed")
                     log.info("jt808 0x%04x from %s dropped: %s", msg_id, self._key or "?", exc)
         stats.add("frames", frames)
+        if self.device is not None:
+            self.server.registry.touch(self.device, received)
         if positions:
             stats.add("positions", len(positions))
         immediate = b"".join(replies)

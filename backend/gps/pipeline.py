@@ -41,11 +41,22 @@ KEY_LATEST = "citywall:gps:latest"
 KEY_TRAIL = "citywall:gps:trail"
 KEY_LAST = "citywall:gps:last"
 KEY_STATS = "citywall:gps:stats"
-KEY_LATENCY = "citywall:gps:latency"  # histogram: field = whole ms from receipt to written
+KEY_LATENCY = "citywall:gps:latency"  # histogram of ms from receipt to written (latency_bucket)
 LATENCY_SAMPLE = 4  # one position in this many is timed
 CHANNEL_SUMMARY = "citywall:gps:summary"
 
 Callback = Callable[[bool], None]
+
+
+def latency_bucket(ms: float) -> int:
+    """Histogram bucket (its lower bound in ms): 1 ms wide below 100 ms, 10 ms below 1 s,
+    100 ms below 60 s; everything slower lands in 60000."""
+    whole = int(ms)
+    if whole < 100:
+        return max(whole, 0)
+    if whole < 1000:
+        return whole - whole % 10
+    return min(whole - whole % 100, 60_000)
 
 
 class PositionPipeline:
@@ -226,7 +237,7 @@ class PositionPipeline:
         done = time.time()
         histogram = self.latency_ms
         for p in batch[::LATENCY_SAMPLE]:
-            histogram[min(60_000, int((done - p.received) * 1000))] += 1
+            histogram[latency_bucket((done - p.received) * 1000)] += 1
         del self._batch[:len(batch)]
         if self._batch:
             self._started = time.monotonic() - self.max_delay  # the rest is already due

@@ -142,8 +142,12 @@ class Registry:
                 log.warning("refused %s device %r: %s", protocol, identifier,
                             "disabled" if device else "not registered")
             return None
-        self.last_seen[(device.protocol, device.identifier)] = time.time()
+        self.touch(device)
         return device
+
+    def touch(self, device: DeviceInfo, when: float | None = None) -> None:
+        """Note that the device was heard from (written to last_seen_at by the SQL registry)."""
+        self.last_seen[(device.protocol, device.identifier)] = when or time.time()
 
     def _auto_register(self, protocol: str, identifier: str, hints: dict) -> DeviceInfo | None:
         try:
@@ -205,6 +209,18 @@ class SqlRegistry(Registry):
 
     def sync(self) -> None:
         """Insert auto-registered devices, write last_seen_at, reload (blocking)."""
+        new, self.new_devices = self.new_devices, []
+        seen, self.last_seen = self.last_seen, {}
+        try:
+            self._write(new, seen)
+        except Exception:
+            self.new_devices[:0] = new  # try again at the next sync
+            for key, when in seen.items():
+                self.last_seen.setdefault(key, when)
+            raise
+        self.load()
+
+    def _write(self, new: list[DeviceInfo], seen: dict[tuple[str, str], float]) -> None:
         from datetime import datetime, timezone
 
         from sqlalchemy import select, update
@@ -212,8 +228,6 @@ class SqlRegistry(Registry):
 
         from backend.store.gps_models import Device
 
-        new, self.new_devices = self.new_devices, []
-        seen, self.last_seen = self.last_seen, {}
         with Session(self.engine) as session, session.begin():
             for device in new:
                 exists = session.scalar(select(Device.id).where(
@@ -226,7 +240,6 @@ class SqlRegistry(Registry):
                 session.execute(update(Device).where(
                     Device.protocol == protocol, Device.identifier == identifier,
                 ).values(last_seen_at=datetime.fromtimestamp(when, timezone.utc)))
-        self.load()
 
     async def run(self) -> None:
         while True:

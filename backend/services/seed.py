@@ -106,6 +106,15 @@ def seed_city(city) -> dict:
         counts["components"] = len(comps)
     counts["grids"] = import_grids(city.grids)
     ctx.reload()
+    cams = []
+    for cam in getattr(city, "cameras", []) or []:
+        grid = ctx.grid_index.locate(cam["lat"], cam["lon"])
+        cams.append({"name": cam["name"], "lat": cam["lat"], "lon": cam["lon"],
+                     "grid_code": grid.code if grid else None, "status": "active",
+                     "source": cam.get("source") or f"synthetic:{cam['name']}?size=640x360&fps=25"})
+    with ctx.engine.begin() as conn:
+        _insert_many(conn, m.Camera.__table__, cams)
+    counts["cameras"] = len(cams)
     for u in city.users:
         if u["username"] == "admin":
             continue

@@ -167,3 +167,24 @@ def test_evaluation_and_audit_endpoints(client):
     r = client.get("/api/v1/audit/verify", headers=lead)
     assert r.status_code == 200 and r.json["ok"] is True and r.json["checked"] == 3
     assert_error(client.get("/api/v1/audit/verify", headers=h), 403)
+
+
+def test_cameras_registry_and_errors(client):
+    lead = login(client, "leader")
+    lat, lon = support.inside(0, 0)
+    r = client.post("/api/v1/cameras", json={"name": "东单路口东北角", "lat": lat, "lon": lon,
+                                            "source": "synthetic:东单?size=640x360"}, headers=lead)
+    assert r.status_code == 201 and r.json["grid_code"] == support.grid_code(0, 0)
+    assert "source" not in r.json  # the source URL (maybe with credentials) is never shown
+    cam = r.json
+    near = client.get(f"/api/v1/cameras?lat={lat}&lon={lon}&radius_m=100").json["cameras"]
+    assert [c["id"] for c in near] == [cam["id"]] and near[0]["distance_m"] < 100
+    assert_error(client.post("/api/v1/cameras", json={"name": "x", "lat": lat, "lon": lon, "source": "http://x"},
+                             headers=lead), 400)
+    assert_error(client.post("/api/v1/cameras", json={"name": "x", "lat": 31.2, "lon": 121.5,
+                                                     "source": "synthetic:x"}, headers=lead), 400, "outside_city")
+    assert_error(client.post("/api/v1/cameras", json={"name": "x", "lat": lat, "lon": lon, "source": "synthetic:x"},
+                             headers=login(client, "inspector")), 403)
+    assert_error(client.get("/api/v1/cameras/99999"), 404)
+    r = client.patch(f"/api/v1/cameras/{cam['id']}", json={"status": "disabled"}, headers=lead)
+    assert r.json["status"] == "disabled"

@@ -1,0 +1,74 @@
+"""Cameras (视频监控点): registry, snapshots, reports from a camera; uploaded photos."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request, send_file
+
+from backend.api.common import current_actor, json_body, login_required
+from backend.services import cameras, errors
+
+bp = Blueprint("cameras", __name__)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.startswith("Bearer ") else None
+
+
+def _id(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise errors.NotFound(f"camera {raw!r} does not exist") from exc
+
+
+@bp.get("/cameras")
+def list_cameras():
+    near, radius = None, None
+    if request.args.get("lat") and request.args.get("lon"):
+        try:
+            near = (float(request.args["lat"]), float(request.args["lon"]))
+            radius = float(request.args["radius_m"]) if request.args.get("radius_m") else None
+        except ValueError as exc:
+            raise errors.BadInput("'lat', 'lon' and 'radius_m' must be numbers") from exc
+    return jsonify({"cameras": cameras.list_cameras(near, radius)})
+
+
+@bp.get("/cameras/<camera_id>")
+def get_camera(camera_id: str):
+    return jsonify(cameras.get(_id(camera_id)))
+
+
+@bp.post("/cameras")
+@login_required({"admin", "leader"})
+def create_camera():
+    resp = jsonify(cameras.create(json_body()))
+    resp.status_code = 201
+    return resp
+
+
+@bp.patch("/cameras/<camera_id>")
+@login_required({"admin", "leader"})
+def patch_camera(camera_id: str):
+    return jsonify(cameras.patch(_id(camera_id), json_body()))
+
+
+@bp.get("/cameras/<camera_id>/snapshot.jpg")
+def snapshot(camera_id: str):
+    current_actor()
+    data = cameras.snapshot(_id(camera_id), _bearer())
+    return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/cameras/<camera_id>/report")
+def report(camera_id: str):
+    actor = current_actor()
+    case = cameras.report_from_camera(_id(camera_id), json_body(), actor, _bearer())
+    resp = jsonify(case)
+    resp.status_code = 201
+    return resp
+
+
+@bp.get("/files/<name>")
+def uploaded_file(name: str):
+    current_actor()
+    return send_file(cameras.upload_path(name), max_age=3600)
