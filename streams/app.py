@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -147,7 +147,10 @@ class StreamsService:
 
     def feed(self, camera: CameraInfo) -> CameraFeed:
         feed = self.feeds.get(camera.id)
-        if feed is None or feed.camera.source != camera.source:
+        if feed is not None and feed.camera.source != camera.source:
+            asyncio.get_running_loop().create_task(feed.close())  # the camera was re-pointed
+            feed = None
+        if feed is None:
             feed = CameraFeed(camera, linger=self.settings.linger, max_queue=self.settings.max_queue,
                               on_change=lambda f: self.publisher.offer(f.status()))
             self.feeds[camera.id] = feed

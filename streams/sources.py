@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import av
 import cv2

@@ -24,28 +24,38 @@ class StatusPublisher:
         self._client = None
         self._down_since: float | None = None
         self._last: dict[int, tuple] = {}
-        self._queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=1000)
+        self._queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=1000)
         self._task: asyncio.Task | None = None
         self.published = 0
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
+        """Stop publishing. A cancel thrown into redis-py mid-command can be swallowed, so the task
+        is told to stop with a sentinel and is never awaited without a time bound."""
         if self._task:
-            self._task.cancel()
+            self._closing = True
             try:
-                await self._task
-            except asyncio.CancelledError:
+                self._queue.put_nowait(None)
+            except asyncio.QueueFull:
                 pass
+            await asyncio.wait({self._task}, timeout=2.0)
+            if not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
         if self._client is not None:
-            try:
-                await self._client.aclose()
-            except Exception:
+            try:  # a publish cancelled mid-flight can leave aclose() waiting: bound it
+                await asyncio.wait_for(self._client.aclose(), 2.0)
+            except (Exception, asyncio.TimeoutError):
                 pass
+            self._client = None
 
     def offer(self, status: dict) -> None:
         """Queue a status for publishing if it differs from the last one sent for that camera."""
+        if self._closing:
+            return
         key = (status.get("state"), status.get("viewers"))
         if self._last.get(status["id"]) == key:
             return
@@ -69,8 +79,10 @@ class StatusPublisher:
         return client
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             status = await self._queue.get()
+            if status is None:
+                return
             if self._client is None:
                 if self._down_since and time.monotonic() - self._down_since < self.retry_after:
                     continue

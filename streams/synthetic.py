@@ -1,16 +1,19 @@
 """A synthetic street-corner camera (合成测试画面): a street scene drawn with OpenCV.
 
 Cars and people move along a road between buildings and trees; the camera name and a clock with
-milliseconds are printed on the frame, and a machine-readable timestamp barcode sits in the top-left
+milliseconds (in CITYWALL_TIMEZONE, default Asia/Shanghai) are printed on the frame, and a machine-readable timestamp barcode sits in the top-left
 corner so a viewer can measure glass-to-glass latency (see `decode_barcode` and assets/webrtc-player.js).
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
@@ -72,11 +75,13 @@ class Mover:
 class StreetScene:
     """Draws frames of one synthetic street-corner camera; the layout is seeded by the camera name."""
 
-    def __init__(self, name: str, width: int = 1280, height: int = 720, label: str | None = None) -> None:
+    def __init__(self, name: str, width: int = 1280, height: int = 720, label: str | None = None,
+                 timezone: str | None = None) -> None:
         if width < 160 or height < 90 or width % 2 or height % 2:
             raise ValueError(f"synthetic frame size must be even and at least 160x90, got {width}x{height}")
         self.name = name
         self.label = label or name
+        self.tz = ZoneInfo(timezone or os.environ.get("CITYWALL_TIMEZONE") or "Asia/Shanghai")
         self.width = width
         self.height = height
         seed = zlib.crc32(name.encode("utf-8"))
@@ -186,8 +191,7 @@ class StreetScene:
     def _draw_text(self, img: np.ndarray, t: float) -> None:
         w, h = self.width, self.height
         scale = h / 720
-        local = time.localtime(t)
-        clock = time.strftime("%Y-%m-%d %H:%M:%S", local) + f".{int(t * 1000) % 1000:03d}"
+        clock = datetime.fromtimestamp(t, self.tz).strftime("%Y-%m-%d %H:%M:%S") + f".{int(t * 1000) % 1000:03d}"
         y0 = h - int(20 * scale)
         cv2.putText(img, clock, (int(12 * scale), y0), cv2.FONT_HERSHEY_SIMPLEX, 1.0 * scale,
                     (0, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -144,7 +143,3 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-if __name__ == "__main__":  # manual use: python -m streams.testing.harness
-    print(free_port(), file=sys.stdout)

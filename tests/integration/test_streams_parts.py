@@ -227,3 +227,28 @@ def test_default_verifier():
     assert token_from({"Authorization": "Bearer abc"}, {}) == "abc"
     assert token_from({}, {"token": "q"}) == "q"
     assert token_from({}, {}) is None
+
+
+def test_service_picks_its_camera_directory(tmp_path, monkeypatch):
+    from backend import config as config_module
+    from streams.__main__ import load_directory
+    from streams.models import Base, Camera
+
+    monkeypatch.delenv("CITYWALL_STREAMS_CAMERAS", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("CITYWALL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CITYWALL_DEMO", "1")
+    assert len(load_directory(config_module.load()).list_cameras()) == len(demo_cameras())  # no database yet
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'citywall.db'}")
+    Base.metadata.create_all(engine, tables=[Camera.__table__])
+    with Session(engine) as session:
+        session.add(Camera(id=42, name="DB cam", lat=30.0, lon=120.0, source="synthetic:DB"))
+        session.commit()
+    directory = load_directory(config_module.load())
+    assert isinstance(directory, DbCameraDirectory) and [c.id for c in directory.list_cameras()] == [42]
+
+    path = tmp_path / "cams.json"
+    path.write_text('[{"id": 9, "name": "File cam", "source": "synthetic:F"}]')
+    monkeypatch.setenv("CITYWALL_STREAMS_CAMERAS", str(path))
+    assert [c.id for c in load_directory(config_module.load()).list_cameras()] == [9]
