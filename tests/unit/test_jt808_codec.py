@@ -2,7 +2,8 @@
 
 Frames marked "protocols.md" are the worked examples of /work/shared/reference/protocols.md §3.8,
 verified byte by byte there. The others come from the public Traccar test suite,
-traccar/traccar: src/test/java/org/traccar/protocol/Jt808ProtocolDecoderTest.java; that file
+traccar/traccar: src/test/java/org/traccar/protocol/Jt808ProtocolDecoderTest.java (commit
+083ed8edc3820be42bc98f8f5ea23f277002b297); that file
 gives frames in their unescaped form (flags, payload, checksum), so a frame holding 0x7D or
 0x7E inside is escaped here before it goes on the wire.
 """

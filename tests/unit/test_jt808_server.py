@@ -15,7 +15,7 @@ from backend.gps import jt808
 from backend.gps.jt808_server import Jt808Connection, Jt808Server
 from backend.gps.registry import DeviceInfo, Registry
 from backend.gps.stats import Stats
-from tests.unit.test_jt808_codec import (AUTH_2013, BATCH_2019, HEARTBEAT_2013, LOCATION_2013,
+from tests.unit.test_jt808_codec import (AUTH_2013, AUTH_BINARY_ID, BATCH_2019, HEARTBEAT_2013, LOCATION_2013,
                                          LOCATION_WITH_7D, REGISTER_2013, wire)
 
 
@@ -32,6 +32,12 @@ class FakeTransport:
 
     def get_extra_info(self, name: str):
         return None
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def abort(self) -> None:
+        self.closed = True
 
 
 class FakePipeline:
@@ -110,15 +116,17 @@ def test_heartbeat_answered_at_once():
     assert general(reply) == (183, 0x0002, 0)
 
 
-def test_a_chunk_of_several_frames_gets_one_write_in_order():
+def test_a_chunk_answers_other_frames_at_once_and_locations_in_one_write_after_the_flush():
     conn, transport, pipeline, _ = make(KNOWN)
     conn.data_received(bytes.fromhex(LOCATION_2013) + bytes.fromhex(HEARTBEAT_2013)
                        + wire(LOCATION_WITH_7D))
+    assert [(m.header.phone, general(m)) for m in replies(transport)] == [
+        ("043048325465", (183, 0x0002, 0))]
+    transport.writes.clear()
     pipeline.flush()
     assert len(transport.writes) == 1
     got = [(m.header.phone, general(m)) for m in replies(transport)]
-    assert got == [("051160004464", (13, 0x0200, 0)), ("043048325465", (183, 0x0002, 0)),
-                   ("012152334751", (3, 0x0200, 0))]
+    assert got == [("051160004464", (13, 0x0200, 0)), ("012152334751", (3, 0x0200, 0))]
     assert len(pipeline.written) == 2
 
 
@@ -200,6 +208,20 @@ def test_stored_auth_code_is_required():
     conn, transport, _, _ = make([device])
     conn.data_received(bytes.fromhex(AUTH_2013))
     assert [general(m) for m in replies(transport)] == [(6, 0x0102, 0)]
+
+
+def test_terminal_with_a_binary_id_gets_its_replies():
+    device = DeviceInfo("jt808", "4f07788ef676", auth_code="ODY4OTM1MDYwMDA1MDIwbmV3U25SdWxl")
+    conn, transport, _, _ = make([device])
+    conn.data_received(bytes.fromhex(AUTH_BINARY_ID))
+    [reply] = replies(transport)
+    assert reply.header.phone == "4f07788ef676"
+    assert general(reply) == (386, 0x0102, 0)
+    transport.writes.clear()
+    conn.data_received(jt808.frame(bytes.fromhex("0100002d4f07788ef6760001") + bytes.fromhex(
+        REGISTER_2013)[13:-2]))
+    [reply] = replies(transport)
+    assert jt808.decode_register_reply(reply.body)[:2] == (1, 0)
 
 
 def test_2019_batch_is_answered_in_2019_form():

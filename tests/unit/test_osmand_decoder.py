@@ -1,6 +1,7 @@
 """OsmAnd decoder against the requests of Traccar's public test suite.
 
 Requests come from traccar/traccar: src/test/java/org/traccar/protocol/OsmAndProtocolDecoderTest.java
+(commit 24157c0a2eb94fd6b1d6ed6698d6aedb492d288a)
 (also listed in /work/shared/reference/protocols.md §2.2-2.3).
 """
 from __future__ import annotations
