@@ -582,8 +582,15 @@ def list_cases(params: dict, actor: Actor | None = None) -> dict:
             conds.append(CASES.c.status.in_(statuses))
     if params.get("class_code"):
         code = str(params["class_code"])
+        if not any(c.key.startswith(code) for c in ctx.catalog.classes):
+            raise errors.BadInput(f"unknown class code {code!r}", {"field": "class_code"}, code="unknown_class")
         conds.append(CASES.c.class_code.like(code + "%") if len(code) < 5 else CASES.c.class_code == code)
-    for key in ("grid_code", "street_code", "source"):
+    if params.get("grid_code"):
+        if str(params["grid_code"]) not in ctx.grid_index:
+            raise errors.BadInput(f"unknown unit grid {params['grid_code']!r}", {"field": "grid_code"},
+                                  code="unknown_grid")
+        conds.append(CASES.c.grid_code == str(params["grid_code"]))
+    for key in ("street_code", "source"):
         if params.get(key):
             conds.append(getattr(CASES.c, key) == str(params[key]))
     if params.get("department_id") not in (None, ""):

@@ -119,6 +119,9 @@ def test_bad_input_gets_the_right_status_and_changes_nothing(client):
     # unknown filter, bad grid code
     h2 = login(client, "inspector")
     assert_error(client.get("/api/v1/cases?colour=red", headers=h2), 400)
+    assert_error(client.get("/api/v1/cases?grid_code=110101999999999", headers=h2), 400, "unknown_grid")
+    assert_error(client.get("/api/v1/cases?class_code=E77", headers=h2), 400, "unknown_class")
+    assert client.get(f"/api/v1/cases?grid_code={support.grid_code(1, 1)}", headers=h2).json["total"] == 1
     assert_error(client.get("/api/v1/grids/123"), 404)
     assert stored(client) == before
 
