@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
-from backend.api.common import current_actor, json_body, login_required
+from backend.api.common import current_actor, json_body, login_required, path_id
 from backend.services import cameras, errors
 
 bp = Blueprint("cameras", __name__)
@@ -12,13 +12,6 @@ bp = Blueprint("cameras", __name__)
 def _bearer() -> str | None:
     header = request.headers.get("Authorization", "")
     return header[7:].strip() if header.startswith("Bearer ") else None
-
-
-def _id(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise errors.NotFound(f"camera {raw!r} does not exist") from exc
 
 
 @bp.get("/cameras")
@@ -35,7 +28,7 @@ def list_cameras():
 
 @bp.get("/cameras/<camera_id>")
 def get_camera(camera_id: str):
-    return jsonify(cameras.get(_id(camera_id)))
+    return jsonify(cameras.get(path_id(camera_id, "camera")))
 
 
 @bp.post("/cameras")
@@ -49,20 +42,20 @@ def create_camera():
 @bp.patch("/cameras/<camera_id>")
 @login_required({"admin", "leader"})
 def patch_camera(camera_id: str):
-    return jsonify(cameras.patch(_id(camera_id), json_body()))
+    return jsonify(cameras.patch(path_id(camera_id, "camera"), json_body()))
 
 
 @bp.get("/cameras/<camera_id>/snapshot.jpg")
 def snapshot(camera_id: str):
     current_actor()
-    data = cameras.snapshot(_id(camera_id), _bearer())
+    data = cameras.snapshot(path_id(camera_id, "camera"), _bearer())
     return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @bp.post("/cameras/<camera_id>/report")
 def report(camera_id: str):
     actor = current_actor()
-    case = cameras.report_from_camera(_id(camera_id), json_body(), actor, _bearer())
+    case = cameras.report_from_camera(path_id(camera_id, "camera"), json_body(), actor, _bearer())
     resp = jsonify(case)
     resp.status_code = 201
     return resp

@@ -3,18 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from backend.api.common import current_actor, json_body
+from backend.api.common import current_actor, json_body, path_id
 from backend.domain import lifecycle
-from backend.services import cases, errors
+from backend.services import cases
 
 bp = Blueprint("cases", __name__)
-
-
-def _case_id(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise errors.NotFound(f"case {raw!r} does not exist") from exc
 
 
 @bp.post("/cases")
@@ -36,14 +29,14 @@ def list_cases():
 @bp.get("/cases/<case_id>")
 def get_case(case_id: str):
     actor = current_actor()
-    return jsonify(cases.get(_case_id(case_id), actor))
+    return jsonify(cases.get(path_id(case_id, "case"), actor))
 
 
 @bp.post("/cases/<case_id>/actions/<action>")
 def take_action(case_id: str, action: str):
     actor = current_actor()
     payload = json_body() if request.get_data(cache=True) else {}
-    return jsonify(cases.apply(_case_id(case_id), action, actor, payload))
+    return jsonify(cases.apply(path_id(case_id, "case"), action, actor, payload))
 
 
 @bp.get("/actions")

@@ -80,3 +80,11 @@ def login_required(roles: set[str] | None = None):
             return fn(*args, **kwargs)
         return inner
     return wrap
+
+
+def path_id(raw: str, what: str) -> int:
+    """An integer id from the URL path; anything else is a 404 for that resource."""
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise errors.NotFound(f"{what} {raw!r} does not exist") from exc

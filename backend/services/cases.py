@@ -553,11 +553,12 @@ FILTERS = ("status", "class_code", "department_id", "grid_code", "street_code", 
            "from", "to", "q", "page", "per_page", "sort")
 
 
-def _parse_time(value: str, name: str) -> datetime:
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO 8601 date or time from a request, in UTC; a time without zone is Asia/Shanghai local."""
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise errors.BadInput(f"'{name}' must be an ISO 8601 time", {"field": name, "value": value}) from exc
+        raise errors.BadInput(f"'{name}' must be an ISO 8601 date or time", {"field": name, "value": value}) from exc
     if t.tzinfo is None:
         t = t.replace(tzinfo=current().calendar.tz)
     return t.astimezone(timezone.utc)  # stored as UTC (SQLite compares the text)
@@ -601,9 +602,9 @@ def list_cases(params: dict, actor: Actor | None = None) -> dict:
     if str(params.get("overdue", "")).lower() in ("1", "true", "yes"):
         conds.append(CASES.c.deadline_at <= now_utc())
     if params.get("from"):
-        conds.append(CASES.c.created_at >= _parse_time(str(params["from"]), "from"))
+        conds.append(CASES.c.created_at >= parse_time(str(params["from"]), "from"))
     if params.get("to"):
-        conds.append(CASES.c.created_at < _parse_time(str(params["to"]), "to"))
+        conds.append(CASES.c.created_at < parse_time(str(params["to"]), "to"))
     if params.get("q"):
         like = f"%{params['q']}%"
         conds.append(or_(CASES.c.description.like(like), CASES.c.case_number.like(like),
