@@ -76,6 +76,7 @@ class Bridge:
         self._started = False
         self.stats = {"batches": 0, "events": 0, "summaries": 0}
         self._summary: dict | None = None
+        self._summary_at = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -172,6 +173,7 @@ class Bridge:
                     last_slow = now
                 last_fast = now
                 self._summary = dict(summary)
+                self._summary_at = time.monotonic()
                 self.sio.emit("summary", self._summary, to=WALL_ROOM)
                 self.stats["summaries"] += 1
             except Exception:
@@ -209,6 +211,12 @@ class Bridge:
                 events = [e for e in events if e.get("c") and e["c"].get("d") == dept]
             if events:
                 self.sio.emit("events", {"events": events, "last": events[-1]["e"], "replay": True}, to=sid)
+
+    def fresh_summary(self, max_age: float = SUMMARY_INTERVAL * 2) -> dict | None:
+        """The panels last pushed, if recent (a screen loading its state can reuse them)."""
+        if self._summary is None or time.monotonic() - self._summary_at > max_age:
+            return None
+        return self._summary
 
     def send_to_screen(self, name: str, event: str, data: Any) -> None:
         self.sio.emit(event, data, to=screen_room(name))

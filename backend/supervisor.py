@@ -43,7 +43,7 @@ def children(cfg: cw_config.Config) -> list[Child]:
     py = sys.executable
     bind = os.environ.get("CITYWALL_BIND", "0.0.0.0")
     out = [
-        Child("web", [py, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "32",
+        Child("web", [py, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "128",
                       "--bind", f"{bind}:{cfg.http_port}", "--timeout", "120", "--graceful-timeout", "5",
                       "--log-level", "warning", "backend.wsgi:app"]),
         Child("worker", [py, "-m", "backend.worker"]),

@@ -121,6 +121,21 @@ def compact_case(snap: dict, ctx: Context | None = None) -> dict:
 
 def open_cases(department_id: int | None = None, limit: int = 50_000) -> list[dict]:
     """Every open case (未结案件) as compact records, oldest first; a department sees only its own."""
+    cols = open_case_columns(department_id, limit)
+    keys = list(cols)
+    return [dict(zip(keys, values), o=True) for values in zip(*cols.values())]
+
+
+def _ms_fast(t: datetime | None) -> int | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+def open_case_columns(department_id: int | None = None, limit: int = 50_000) -> dict[str, list]:
+    """The open cases as one list per compact field (the wall's state; ~0.1 s for 20,000 cases)."""
     ctx = current()
     c = CASES.c
     cols = [c.id, c.case_number, c.status, c.urgency, c.class_code, c.grid_code, c.department_id,
@@ -129,8 +144,17 @@ def open_cases(department_id: int | None = None, limit: int = 50_000) -> list[di
     if department_id is not None:
         q = q.where(c.department_id == department_id)
     with ctx.engine.connect() as conn:
-        rows = conn.execute(q.order_by(c.id).limit(limit)).mappings().all()
-    return [compact_case(r, ctx) for r in rows]
+        rows = conn.execute(q.order_by(c.id).limit(limit)).all()
+    out: dict[str, list] = {k: [] for k in list(CASE_FIELDS) + list(CASE_TIMES) + ["lat", "lon"]}
+    convert = ctx.config.tile_crs == "gcj02"
+    for r in rows:
+        out["id"].append(r[0]); out["n"].append(r[1]); out["s"].append(r[2]); out["u"].append(r[3])  # noqa: E702
+        out["c"].append(r[4]); out["g"].append(r[5]); out["d"].append(r[6]); out["ss"].append(r[7])  # noqa: E702
+        out["p"].append(r[8])
+        out["dl"].append(_ms_fast(r[9])); out["wa"].append(_ms_fast(r[10])); out["st"].append(_ms_fast(r[11]))  # noqa: E702
+        lat, lon = display_point(r[12], r[13], ctx) if convert else (r[12], r[13])
+        out["lat"].append(lat); out["lon"].append(lon)  # noqa: E702
+    return out
 
 
 def sla_board(cases: Iterable[dict], now: datetime, size: int = SLA_BOARD_SIZE) -> list[dict]:
@@ -324,17 +348,17 @@ def summaries(now: datetime | None = None) -> dict:
     return {"kpi": kpis(now), "ranking": ranking(now), "trends": trends(now)}
 
 
-def state(department_id: int | None = None, now: datetime | None = None) -> dict:
+def state(department_id: int | None = None, now: datetime | None = None, summary: dict | None = None) -> dict:
     """The full state of a screen (what a reconnecting screen refetches).
 
     `event_id` is the last event before the snapshot was read: events after it may already be in
     the snapshot, so a screen applies the pushed events with a greater id in order (idempotent).
+    `summary` (KPIs, ranking, trends) may come from the push loop's last computation.
     """
     now = _utc(now) or datetime.now(timezone.utc)
     event_id = last_event_id()
-    cases = open_cases(department_id)
-    out = {"event_id": event_id, "now": epoch_ms(now), "cases": columns(cases),
-           "ticker": recent_events(), **summaries(now), **lookups()}
+    out = {"event_id": event_id, "now": epoch_ms(now), "cases": open_case_columns(department_id),
+           "ticker": recent_events(), **(summary or summaries(now)), **lookups()}
     return out
 
 

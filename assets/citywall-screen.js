@@ -1,0 +1,429 @@
+/* citywall screen runtime (大屏实时桥): state, Socket.IO, and the set_props bridge to Dash components.
+ *
+ * A screen (the wall at "/" or the console at "/console/") loads its full state over HTTP, then
+ * connects to Socket.IO on the same port and says hello with the last event id it reflects; the
+ * server replays what came after, then pushes batches. Batches are applied in event order (an event
+ * already reflected is skipped) and painted at most once per animation frame. After a disconnect
+ * the screen refetches the full state and says hello again: nothing is missed.
+ * Every text from a report reaches the page as a React text child or textContent, never as HTML. */
+(function () {
+  "use strict";
+  var cw = (window.citywall = window.citywall || {});
+  var I18N = {
+    zh: {reported: "上报", register: "立案", dispatch: "派遣", overdue: "超期", supervise: "督办", close: "结案",
+         create: "上报", online: "实时", offline: "重连中", remaining: "剩余", over: "超期", none: "暂无",
+         grade: "等级", ontime: "按期处置率", today: "今日", yesterday: "昨日", top5: "今日高发小类 TOP5",
+         hourly: "今日与昨日分时上报", major: "大类分布", cases: "件"},
+    en: {reported: "Reported", register: "Registered", dispatch: "Dispatched", overdue: "Overdue", supervise: "Urged",
+         close: "Closed", create: "Reported", online: "Live", offline: "Reconnecting", remaining: "left", over: "over",
+         none: "None", grade: "Grade", ontime: "On-time rate", today: "Today", yesterday: "Yesterday",
+         top5: "Top 5 classes today", hourly: "Reports per hour: today vs yesterday", major: "By major class",
+         cases: ""}
+  };
+  var S = {
+    kind: null, cases: new Map(), features: new Map(), ticker: [], lastEventId: 0, loaded: false,
+    lookups: {classes: {}, departments: {}, statuses: {}}, kpi: null, ranking: [], trends: null,
+    dirty: {map: false, board: false, ticker: false, heat: false, summary: false}, frame: 0, mapAt: 0, mapTimer: 0,
+    socket: null, resyncing: null, connected: false, heatAt: 0,
+    metrics: {pushToPaint: [], batches: 0, events: 0, firstRender: null, resyncs: 0}
+  };
+  cw.S = S;
+  cw.metrics = S.metrics;
+  // The state is fetched as soon as this script runs, in parallel with the Dash renderer's own boot.
+  var STATE_URL = window.location.pathname.indexOf("/console") === 0 ? "/console/api/state" : "/wall/api/state";
+  var early = null;
+  if (window.location.pathname === "/" || window.location.pathname.indexOf("/console/") === 0) {
+    var tok0 = new URLSearchParams(window.location.search).get("token");
+    early = fetch(STATE_URL + (tok0 ? "?token=" + encodeURIComponent(tok0) : ""),
+                  {credentials: "same-origin", cache: "no-store"}).then(function (r) { return r.ok ? r.json() : null; },
+                                                                         function () { return null; });
+  }
+
+  function params() { return new URLSearchParams(window.location.search); }
+  function lang() { return cw.lang || "zh"; }
+  function t(key) { return (I18N[lang()] || I18N.zh)[key] || key; }
+  cw.t = t;
+
+  // --- Dash components as JSON (React escapes every text child) ------------------------------
+  function h(type, props, children) {
+    var p = Object.assign({}, props || {});
+    if (children !== undefined) p.children = children;
+    // Dash names the html components with a capital: Div, Span, I …
+    return {type: type.charAt(0).toUpperCase() + type.slice(1), namespace: "dash_html_components", props: p};
+  }
+  var MAP_LAYERS = {"case-layer": 1, "grid-heat": 1, "component-layer": 1};  // Leaflet layers: no DOM node
+  function setProps(id, props) {
+    if (!MAP_LAYERS[id] && !document.getElementById(id)) return false;
+    if (MAP_LAYERS[id] && !document.getElementById("case-map")) return false;
+    try { window.dash_clientside.set_props(id, props); return true; } catch (e) { return false; }
+  }
+  cw.h = h;
+  cw.setProps = setProps;
+
+  // --- formatting ------------------------------------------------------------------------------
+  function pad(n) { return n < 10 ? "0" + n : "" + n; }
+  function fmtRemaining(ms) {
+    var neg = ms < 0, s = Math.floor(Math.abs(ms) / 1000);
+    var d = Math.floor(s / 86400), hh = Math.floor((s % 86400) / 3600), mm = Math.floor((s % 3600) / 60), ss = s % 60;
+    var body = (d ? d + (lang() === "zh" ? "天 " : "d ") : "") + pad(hh) + ":" + pad(mm) + ":" + pad(ss);
+    return neg ? "-" + body : body;
+  }
+  cw.fmtRemaining = fmtRemaining;
+  var TZ_FMT = null;
+  function fmtTime(ms, withSeconds) {
+    if (ms == null) return "";
+    try {
+      TZ_FMT = TZ_FMT || new Intl.DateTimeFormat("zh-CN", {timeZone: "Asia/Shanghai", hour: "2-digit",
+        minute: "2-digit", second: "2-digit", hour12: false});
+      var s = TZ_FMT.format(new Date(ms));
+      return withSeconds === false ? s.slice(0, 5) : s;
+    } catch (e) { return new Date(ms).toISOString().slice(11, 19); }
+  }
+  cw.fmtTime = fmtTime;
+  function pct(v) { return v == null ? "—" : (v * 100).toFixed(1) + "%"; }
+
+  // --- the case store ----------------------------------------------------------------------------
+  function feature(rec) {
+    return {type: "Feature", geometry: {type: "Point", coordinates: [rec.lon, rec.lat]}, properties: rec};
+  }
+  function putCase(rec) {
+    if (!rec || rec.id == null) return;
+    if (rec.o === false) { S.cases.delete(rec.id); S.features.delete(rec.id); return; }
+    rec.o = true;
+    S.cases.set(rec.id, rec);
+    if (rec.lat != null && rec.lon != null) S.features.set(rec.id, feature(rec));
+  }
+  function loadState(st) {
+    S.cases.clear(); S.features.clear();
+    var c = st.cases || {}, keys = Object.keys(c), n = keys.length ? c[keys[0]].length : 0;
+    for (var i = 0; i < n; i++) {
+      var rec = {};
+      for (var k = 0; k < keys.length; k++) rec[keys[k]] = c[keys[k]][i];
+      putCase(rec);
+    }
+    S.lookups = {classes: st.classes || {}, departments: st.departments || {}, statuses: st.statuses || {}};
+    cw.lookups = S.lookups;
+    S.ticker = (st.ticker || []).slice(0, 40);
+    S.lastEventId = st.event_id || 0;
+    if (st.kpi) S.kpi = st.kpi;
+    if (st.ranking) S.ranking = st.ranking;
+    if (st.trends) S.trends = st.trends;
+    S.loaded = true;
+    markAll();
+  }
+  function markAll() { for (var k in S.dirty) S.dirty[k] = true; S.lastRanking = S.lastTrends = null; schedule(); }
+
+  function applyEvents(batch) {
+    var evs = batch.events || [];
+    var applied = 0;
+    for (var i = 0; i < evs.length; i++) {
+      var ev = evs[i];
+      if (ev.e <= S.lastEventId) continue;   // already in the state or a replay overlap
+      S.lastEventId = ev.e;
+      applied++;
+      if (ev.c) putCase(ev.c);
+      if (ev.tk) {
+        S.ticker.unshift(ev.tk);
+        if (S.ticker.length > 40) S.ticker.length = 40;
+        S.dirty.ticker = true;
+      }
+    }
+    if (applied) {
+      S.dirty.map = S.dirty.board = S.dirty.heat = true;
+      S.metrics.batches++;
+      S.metrics.events += applied;
+      if (cw.onEvents) cw.onEvents(evs);
+      schedule(batch.ts);
+    }
+  }
+
+  // --- painting (at most once per frame) -----------------------------------------------------------
+  var pendingTs = [];
+  // Re-clustering the map costs about 5 µs a case (~100 ms for 20,000): small cities repaint it every
+  // 100 ms, 20,000 cases once a second, so a burst cannot keep the main thread busy.
+  function mapInterval() { return Math.min(1000, Math.max(100, S.features.size / 20)); }
+  function schedule(ts) {
+    if (ts) pendingTs.push(ts);
+    if (S.frame) return;
+    S.frame = requestAnimationFrame(paint);
+  }
+  function paint() {
+    S.frame = 0;
+    if (!S.loaded) return;
+    if (S.dirty.map && Date.now() - S.mapAt >= mapInterval()) { S.dirty.map = false; S.mapAt = Date.now(); renderMap(); }
+    else if (S.dirty.map && !S.mapTimer) {
+      S.mapTimer = setTimeout(function () { S.mapTimer = 0; schedule(); }, mapInterval() - (Date.now() - S.mapAt));
+    }
+    if (S.dirty.heat && Date.now() - S.heatAt > 1500) { S.dirty.heat = false; S.heatAt = Date.now(); renderHeat(); }
+    else if (S.dirty.heat) setTimeout(function () { schedule(); }, 1600);
+    if (S.dirty.board) { S.dirty.board = false; renderBoard(); renderOverdue(); }
+    if (S.dirty.ticker) { S.dirty.ticker = false; renderTicker(); }
+    if (S.dirty.summary) { S.dirty.summary = false; renderSummary(); }
+    var stamps = pendingTs; pendingTs = [];
+    if (stamps.length) {
+      // the frame that carries these changes is painted right after this callback: measure then
+      requestAnimationFrame(function () {
+        var now = Date.now();
+        for (var i = 0; i < stamps.length; i++) S.metrics.pushToPaint.push(now - stamps[i]);
+        if (S.metrics.pushToPaint.length > 5000) S.metrics.pushToPaint.splice(0, 1000);
+      });
+    }
+    if (S.metrics.firstRender == null) {
+      requestAnimationFrame(function () { S.metrics.firstRender = performance.now(); document.body.setAttribute("data-ready", "1"); });
+    }
+  }
+
+  function renderMap() {
+    setProps("case-layer", {data: {type: "FeatureCollection", features: Array.from(S.features.values())}});
+  }
+  function renderHeat() {
+    var counts = {}, max = 1;
+    S.cases.forEach(function (r) { if (r.g) { counts[r.g] = (counts[r.g] || 0) + 1; if (counts[r.g] > max) max = counts[r.g]; } });
+    setProps("grid-heat", {hideout: {counts: counts, max: max}});
+  }
+  function boardRows(now) {
+    var since = now - 2 * 3600 * 1000, rows = [];
+    S.cases.forEach(function (r) { if (r.dl != null && r.dl >= since) rows.push(r); });
+    rows.sort(function (a, b) { return a.dl - b.dl || a.id - b.id; });
+    return rows.slice(0, cw.boardSize || 14);
+  }
+  cw.boardRows = boardRows;
+  function renderBoard() {
+    if (!document.getElementById("sla-board")) return;
+    var now = Date.now(), rows = boardRows(now), names = S.lookups.classes, st = S.lookups.statuses;
+    var kids = rows.map(function (r) {
+      var lvl = cw.slaLevel(r, now);
+      var used = r.st != null && r.dl > r.st ? Math.min(1, Math.max(0, (now - r.st) / (r.dl - r.st))) : 1;
+      return h("div", {className: "sla-row lvl-" + lvl + (r.u === "urgent" ? " urgent" : ""), key: String(r.id),
+                       "data-case": String(r.id), "data-level": String(lvl)}, [
+        h("span", {className: "sla-num"}, r.n || ""),
+        h("span", {className: "sla-cls"}, names[r.c] || r.c || ""),
+        h("span", {className: "sla-st"}, st[r.s] || r.s || ""),
+        h("span", {className: "sla-bar"}, h("i", {style: {width: (used * 100).toFixed(1) + "%"}})),
+        h("span", {className: "sla-cd"}, fmtRemaining(r.dl - now))
+      ]);
+    });
+    if (!kids.length) kids = [h("div", {className: "sla-empty"}, t("none"))];
+    setProps("sla-board-rows", {children: kids});
+  }
+  function renderOverdue() {
+    var now = Date.now(), n = 0;
+    S.cases.forEach(function (r) { if (r.dl != null && now >= r.dl) n++; });
+    setProps("kpi-overdue", {children: String(n)});
+    setProps("kpi-open", {children: String(S.cases.size)});
+  }
+  var ACTION_CLASS = {create: "tk-create", register: "tk-register", dispatch: "tk-dispatch", overdue: "tk-overdue",
+                      supervise: "tk-supervise", close: "tk-close"};
+  function renderTicker() {
+    if (!document.getElementById("event-ticker")) return;
+    var kids = S.ticker.map(function (it, i) {
+      var parts = [h("span", {className: "tk-time"}, fmtTime(it.at)),
+                   h("span", {className: "tk-act"}, t(it.a)),
+                   h("span", {className: "tk-num"}, it.n || ""),
+                   h("span", {className: "tk-cls"}, it.cls || "")];
+      if (it.dept) parts.push(h("span", {className: "tk-dept"}, "→ " + it.dept));
+      if (it.text) parts.push(h("span", {className: "tk-text"}, it.text));
+      return h("div", {className: "tk-item " + (ACTION_CLASS[it.a] || "") + (i === 0 ? " tk-new" : ""),
+                       key: String(it.e), "data-event": String(it.e), "data-case": String(it.cid)}, parts);
+    });
+    setProps("event-ticker-list", {children: kids});
+  }
+
+  // --- the server-computed panels ------------------------------------------------------------------
+  function renderSummary() {
+    var k = S.kpi;
+    if (k) {
+      setProps("kpi-reported", {children: String(k.reported)});
+      setProps("kpi-registered", {children: String(k.registered)});
+      setProps("kpi-dispatched", {children: String(k.dispatched)});
+      setProps("kpi-closed", {children: String(k.closed)});
+      setProps("kpi-ontime", {children: pct(k.on_time_close_rate)});
+    }
+    // ranking and trends change every few seconds at most: repaint them only when they did
+    var rk = JSON.stringify(S.ranking), tr = JSON.stringify(S.trends) + window.innerHeight + lang();
+    if (rk !== S.lastRanking && document.getElementById("dept-ranking")) { S.lastRanking = rk; renderRanking(); }
+    if (S.trends && tr !== S.lastTrends && document.getElementById("trend-chart")) { S.lastTrends = tr; renderTrends(); }
+  }
+  function renderRanking() {
+    var kids = (S.ranking || []).map(function (d, i) {
+      var g = d.grade || "-";
+      return h("div", {className: "rk-row grade-" + g, key: String(d.id)}, [
+        h("span", {className: "rk-pos"}, String(i + 1)),
+        h("span", {className: "rk-name"}, d.name),
+        h("span", {className: "rk-bar"}, h("i", {style: {width: Math.max(0, Math.min(100, d.score)) + "%"}})),
+        h("span", {className: "rk-score"}, d.score.toFixed(1)),
+        h("span", {className: "rk-grade"}, g),
+        h("span", {className: "rk-ontime"}, pct(d.on_time_rate))
+      ]);
+    });
+    setProps("dept-ranking-rows", {children: kids.length ? kids : [h("div", {className: "sla-empty"}, t("none"))]});
+  }
+  function fontPx(scale) { return Math.round(Math.max(11, window.innerHeight / 1080 * 15) * (scale || 1)); }
+  function baseLayout(extra) {
+    var f = fontPx(1);
+    return Object.assign({
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: "#cfe3ff", size: f},
+      margin: {l: f * 2.6, r: f * 0.8, t: f * 0.6, b: f * 1.8}, showlegend: true,
+      legend: {orientation: "h", x: 1, xanchor: "right", y: 1.12, font: {size: f * 0.9}},
+      xaxis: {gridcolor: "rgba(120,170,230,0.12)", zeroline: false, tickfont: {size: f * 0.85}},
+      yaxis: {gridcolor: "rgba(120,170,230,0.12)", zeroline: false, tickfont: {size: f * 0.85}, rangemode: "tozero"}
+    }, extra || {});
+  }
+  function renderTrends() {
+    var tr = S.trends, f = fontPx(1);
+    var hours = tr.hours.map(function (x) { return x + ":00"; });
+    setProps("trend-hourly", {figure: {data: [
+      {type: "scatter", mode: "lines", name: t("yesterday"), x: hours, y: tr.yesterday,
+       line: {color: "#5b7a99", width: 2, dash: "dot", shape: "spline"}},
+      {type: "scatter", mode: "lines+markers", name: t("today"), x: hours.slice(0, tr.today.length), y: tr.today,
+       line: {color: "#38bdf8", width: 3, shape: "spline"}, marker: {size: f * 0.4}, fill: "tozeroy",
+       fillcolor: "rgba(56,189,248,0.15)"}], layout: baseLayout({xaxis: {tickfont: {size: f * 0.8}, nticks: 8,
+       gridcolor: "rgba(120,170,230,0.12)"}})}});
+    setProps("trend-major", {figure: {data: [
+      {type: "bar", name: t("yesterday"), x: tr.majors, y: tr.major_yesterday, marker: {color: "#35506b"}},
+      {type: "bar", name: t("today"), x: tr.majors, y: tr.major_today, marker: {color: "#22d3ee"}}],
+      layout: baseLayout({barmode: "group", bargap: 0.25})}});
+    var top = (tr.top5 || []).slice().reverse();
+    setProps("trend-top5", {figure: {data: [
+      {type: "bar", orientation: "h", x: top.map(function (x) { return x.count; }),
+       y: top.map(function (x) { return x.name; }), text: top.map(function (x) { return String(x.count); }),
+       textposition: "outside", cliponaxis: false, marker: {color: ["#7dd3fc", "#38bdf8", "#0ea5e9", "#f59e0b", "#f97316"]
+       .slice(5 - top.length)}}],
+      layout: baseLayout({showlegend: false, margin: {l: f * 7, r: f * 2, t: f * 0.4, b: f * 1.4}})}});
+  }
+
+  // --- ticking: countdowns, clock, overdue count ----------------------------------------------------
+  var lastTick = Date.now();
+  function tick() {
+    var now = Date.now(), prev = lastTick;
+    lastTick = now;
+    setProps("wall-clock", {children: fmtTime(now)});
+    if (!S.loaded) return;
+    // marker colours follow the time (80% used, overdue): repaint the map when a case crossed one
+    S.cases.forEach(function (r) {
+      if ((r.dl != null && r.dl > prev && r.dl <= now) || (r.wa != null && r.wa > prev && r.wa <= now)) S.dirty.map = true;
+    });
+    S.dirty.board = true;
+    schedule();
+  }
+
+  // --- loading and the socket -------------------------------------------------------------------------
+  function withToken(url) {
+    var tok = params().get("token");
+    return tok ? url + (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(tok) : url;
+  }
+  function fetchState() {
+    if (S.resyncing) return S.resyncing;
+    S.metrics.resyncs++;
+    var url = withToken(cw.stateUrl);
+    S.resyncing = fetch(url, {credentials: "same-origin", cache: "no-store"}).then(function (r) {
+      if (!r.ok) throw new Error("state " + r.status);
+      return r.json();
+    }).then(function (st) { loadState(st); S.resyncing = null; return st; }, function (err) {
+      S.resyncing = null;
+      return new Promise(function (res) { setTimeout(res, 1000); }).then(fetchState);
+    });
+    return S.resyncing;
+  }
+  function setOnline(on) {
+    S.connected = on;
+    var el = document.getElementById("wall-status");
+    if (el) { el.className = on ? "status on" : "status off"; el.textContent = t(on ? "online" : "offline"); }
+  }
+  function connect() {
+    if (!window.io) { setTimeout(connect, 100); return; }
+    var screen = params().get("screen") || "";
+    var sock = window.io({path: "/socket.io", transports: ["websocket"], reconnectionDelay: 300,
+                          reconnectionDelayMax: 2000, timeout: 5000,
+                          auth: {kind: S.kind, token: params().get("token") || ""}});
+    S.socket = sock;
+    cw.socket = sock;
+    var first = true;
+    sock.on("connect", function () {
+      var ready = first && S.loaded ? Promise.resolve() : (first ? S.initial : fetchState());
+      first = false;
+      ready.then(function () {
+        sock.emit("hello", {screen: screen, after: S.lastEventId}, function () { setOnline(true); });
+        setOnline(true);
+      });
+    });
+    sock.on("disconnect", function () { setOnline(false); });
+    sock.on("connect_error", function () { setOnline(false); });
+    sock.on("events", function (batch) {
+      batch.ts = batch.ts || null;
+      var recv = Date.now();
+      if (S.resyncing) { S.resyncing.then(function () { applyEvents(batch); }); return; }
+      applyEvents(batch);
+      if (!batch.ts) pendingTs.push(recv);
+    });
+    sock.on("summary", function (sm) {
+      if (sm.kpi) S.kpi = sm.kpi;
+      if (sm.ranking) S.ranking = sm.ranking;
+      if (sm.trends) S.trends = sm.trends;
+      S.dirty.summary = true;
+      schedule();
+    });
+    sock.on("resync", function () {
+      fetchState().then(function () { sock.emit("hello", {screen: screen, after: S.lastEventId}); });
+    });
+  }
+
+  // --- the wall's popup: a read-only summary, text set with textContent ---------------------------------
+  function wallPopup(caseId, marker) {
+    fetch(withToken("/wall/api/cases/" + encodeURIComponent(caseId)), {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.json() : null; }).then(function (c) {
+        if (!c) return;
+        var el = cw.el, box = el("div", "cw-pop");
+        box.appendChild(el("div", "cw-pop-n", c.case_number));
+        box.appendChild(el("div", "cw-pop-c", c.class_name + " · " + c.status_zh + (c.urgency === "urgent" ? " · 紧急" : "")));
+        if (c.address) box.appendChild(el("div", "cw-pop-a", c.address));
+        if (c.description) box.appendChild(el("div", "cw-pop-d", c.description));
+        if (c.department) box.appendChild(el("div", "cw-pop-dep", "→ " + c.department));
+        if (c.deadline_at) box.appendChild(el("div", "cw-pop-dl", fmtRemaining(c.deadline_at - Date.now())));
+        marker.unbindPopup();
+        marker.bindPopup(box, {maxWidth: 420}).openPopup();
+      });
+  }
+
+  // --- language -------------------------------------------------------------------------------------
+  function applyLang(l) {
+    cw.lang = l === "en" ? "en" : "zh";
+    try { localStorage.setItem("citywall.lang", cw.lang); } catch (e) { /* private mode */ }
+    document.documentElement.lang = cw.lang === "en" ? "en" : "zh-CN";
+    var nodes = document.querySelectorAll("[data-zh]");
+    for (var i = 0; i < nodes.length; i++) {
+      var n = nodes[i];
+      n.textContent = cw.lang === "en" ? (n.getAttribute("data-en") || n.getAttribute("data-zh")) : n.getAttribute("data-zh");
+    }
+    var sw = document.getElementById("lang-switch");
+    if (sw) sw.textContent = cw.lang === "en" ? "中文" : "EN";
+    setOnline(S.connected);
+    if (S.loaded) markAll();
+  }
+  cw.applyLang = applyLang;
+
+  // --- start when the Dash renderer has drawn the layout ----------------------------------------------
+  function start() {
+    var wallRoot = document.getElementById("kpi-bar"), consoleRoot = document.getElementById("console-root");
+    if (!(wallRoot || consoleRoot) || !window.dash_clientside || !window.dash_clientside.set_props) {
+      setTimeout(start, 30);
+      return;
+    }
+    S.kind = wallRoot ? "wall" : "console";
+    if (wallRoot && !cw.onCaseClick) cw.onCaseClick = wallPopup;
+    cw.stateUrl = wallRoot ? "/wall/api/state" : "/console/api/state";
+    var stored = null;
+    try { stored = localStorage.getItem("citywall.lang"); } catch (e) { /* ignore */ }
+    applyLang(params().get("lang") || stored || "zh");
+    var sw = document.getElementById("lang-switch");
+    if (sw) sw.addEventListener("click", function () { applyLang(cw.lang === "en" ? "zh" : "en"); });
+    window.addEventListener("resize", function () { S.dirty.summary = true; schedule(); });
+    S.initial = early ? early.then(function (st) { if (st) { loadState(st); return st; } return fetchState(); })
+                      : fetchState();
+    connect();
+    setInterval(tick, 1000);
+    tick();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,167 @@
+"""HTTP routes of the screens: the wall's state and layers, the console's login, state and photos."""
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+
+from flask import Blueprint, Response, redirect, request, send_file
+from markupsafe import escape
+
+from backend.services import errors, wall
+from dashboard import security, uploads
+
+bp = Blueprint("screens", __name__)
+
+LAYER_TTL = 60.0
+_layers: dict[str, tuple[float, bytes]] = {}
+_layers_lock = threading.Lock()
+
+
+def json_response(obj, status: int = 200, cache: str = "no-store") -> Response:
+    """JSON, gzip-compressed when the client accepts it (the state of 20,000 cases is ~1 MB raw)."""
+    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    resp = Response(status=status, mimetype="application/json")
+    if len(body) > 2048 and "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = gzip.compress(body, compresslevel=5)
+        resp.headers["Content-Encoding"] = "gzip"
+        resp.headers["Vary"] = "Accept-Encoding"
+    resp.set_data(body)
+    resp.headers["Cache-Control"] = cache
+    return resp
+
+
+def _int(raw: str, what: str) -> int:
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise errors.NotFound(f"{what} {raw!r} does not exist") from exc
+
+
+# --- the wall ------------------------------------------------------------------------------------
+
+@bp.get("/wall/api/state")
+def wall_state():
+    from backend import realtime
+
+    bridge = realtime.bridge()
+    return json_response(wall.state(summary=bridge.fresh_summary() if bridge else None))
+
+
+@bp.get("/wall/api/cases/<case_id>")
+def wall_case(case_id: str):
+    return json_response(wall.public_case(_int(case_id, "case")))
+
+
+@bp.get("/wall/api/layers/<name>")
+def wall_layer(name: str):
+    now = time.monotonic()
+    with _layers_lock:
+        hit = _layers.get(name)
+    if hit is None or now - hit[0] > LAYER_TTL:
+        body = json.dumps(wall.base_layer(name), ensure_ascii=False, separators=(",", ":")).encode()
+        hit = (now, body)
+        with _layers_lock:
+            _layers[name] = hit
+    return json_response(json.loads(hit[1]), cache="private, max-age=300")
+
+
+@bp.get("/wall/api/components")
+def wall_components():
+    from backend.services import reference
+
+    try:
+        west, south, east, north = (float(x) for x in request.args.get("bbox", "").split(","))
+    except ValueError as exc:
+        raise errors.BadInput("'bbox' must be west,south,east,north") from exc
+    out = []
+    for c in reference.components((west, south, east, north), limit=2000):
+        lat, lon = wall.display_point(c["lat"], c["lon"])
+        out.append({"code": c["code"], "name": c["name"], "status": c["status"], "lat": lat, "lon": lon})
+    return json_response({"components": out})
+
+
+# --- the console ----------------------------------------------------------------------------------
+
+@bp.get("/console")
+def console_root():
+    return redirect("/console/")
+
+
+@bp.get("/console/api/state")
+def console_state():
+    user = security.session_user()
+    dept = user.actor.department_id if user and user.is_department else None
+    if user and user.is_department and dept is None:
+        raise errors.Forbidden("this department user has no department")
+    st = wall.state(department_id=dept)
+    if dept is not None:  # a department sees its own cases and nothing of the others
+        st["ticker"] = []
+        st.pop("ranking", None)
+    return json_response(st)
+
+
+@bp.post("/console/api/photos")
+def console_photo():
+    if security.session_user() is None:
+        raise errors.Unauthorized("sign in to the console")
+    f = request.files.get("photo")
+    if f is None:
+        raise errors.BadInput("send the image as the multipart field 'photo'")
+    return json_response({"url": uploads.save_photo(f.read(uploads.MAX_PHOTO_BYTES + 1))}, status=201)
+
+
+@bp.get("/console/uploads/<name>")
+def console_upload(name: str):
+    path, mime = uploads.photo_path(name)
+    resp = send_file(path, mimetype=mime, max_age=3600)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = "default-src 'none'"
+    return resp
+
+
+LOGIN_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · 指挥大厅控制台</title>
+<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="stylesheet" href="/assets/login.css"></head>
+<body class="login"><form method="post" action="/console/login" class="login-box">
+<h1>数字化城管 · 值班控制台</h1><p class="sub">Duty console — sign in</p>{error}
+<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="next" value="{next}">
+<label>用户名 Username<input name="username" autocomplete="username" required autofocus></label>
+<label>密码 Password<input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">登录 Sign in</button></form></body></html>"""
+
+
+def _login_page(error: str = "", status: int = 200) -> Response:
+    nxt = security._safe_next(request.values.get("next"))
+    html = LOGIN_PAGE.format(error=f'<p class="error">{escape(error)}</p>' if error else "",
+                             csrf=escape(security.csrf_token()), next=escape(nxt))
+    resp = Response(html, status=status, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/console/login")
+def login_form():
+    return _login_page()
+
+
+@bp.post("/console/login")
+def login_submit():
+    try:
+        security.login(request.form.get("username", ""), request.form.get("password", ""))
+    except errors.ServiceError as exc:
+        return _login_page(exc.message, exc.status)
+    return redirect(security._safe_next(request.form.get("next")))
+
+
+@bp.post("/console/logout")
+def logout():
+    security.logout()
+    return redirect("/console/login")
+
+
+@bp.route("/api/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def api_not_found(path: str):
+    """Unknown API paths answer the JSON 404 (the wall's catch-all page must not swallow them)."""
+    raise errors.NotFound(f"no API endpoint /api/{path}")
+

@@ -1,0 +1,119 @@
+"""The wall (指挥大厅大屏) at `/`: a read-only Dash page fed by the screen runtime in assets/.
+
+The layout is static: panels with stable DOM ids (`kpi-bar`, `case-map`, `sla-board`, `dept-ranking`,
+`trend-chart`, `event-ticker`, `video-wall`). assets/citywall-screen.js loads the state, listens to
+Socket.IO and fills the panels through `dash_clientside.set_props`; no panel polls the server.
+"""
+from __future__ import annotations
+
+from dash import ClientsideFunction, Dash, Input, Output, dcc, html
+from flask import Flask
+
+from backend.services.context import Context
+from dashboard.labels import label
+from dashboard.map_layers import case_map, fit_store, register_fit
+
+KPIS = [("kpi-reported", "今日上报", "Reported today", "件"),
+        ("kpi-registered", "今日立案", "Registered", "件"),
+        ("kpi-dispatched", "今日派遣", "Dispatched", "件"),
+        ("kpi-closed", "今日结案", "Closed", "件"),
+        ("kpi-ontime", "按期结案率", "On-time close rate", ""),
+        ("kpi-overdue", "超期未结", "Open overdue", "件"),
+        ("kpi-open", "在办案件", "Open cases", "件")]
+
+GRAPH_CONFIG = {"displayModeBar": False, "responsive": True, "staticPlot": False}
+
+
+def panel(panel_id: str, zh: str, en: str, body, extra_class: str = "") -> html.Section:
+    return html.Section(id=panel_id, className=f"panel {extra_class}".strip(), children=[
+        html.Header(className="panel-head", children=[label(zh, en, className="panel-title")]),
+        html.Div(className="panel-body", children=body),
+    ])
+
+
+def kpi_bar() -> html.Div:
+    tiles = []
+    for kpi_id, zh, en, unit in KPIS:
+        tiles.append(html.Div(className=f"kpi {kpi_id}", children=[
+            label(zh, en, className="kpi-label"),
+            html.Div(className="kpi-value", children=[html.Span("—", id=kpi_id, className="kpi-num"),
+                                                       html.Span(unit, className="kpi-unit")]),
+        ]))
+    return html.Div(id="kpi-bar", className="kpi-bar", children=tiles)
+
+
+def graph(graph_id: str) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, className="trend-graph", config=GRAPH_CONFIG,
+                     figure={"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)",
+                                                     "plot_bgcolor": "rgba(0,0,0,0)",
+                                                     "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
+                     style={"height": "100%", "width": "100%"})
+
+
+def layout(ctx: Context) -> html.Div:
+    city = "东城区"
+    header = html.Header(className="wall-head", children=[
+        html.Div(className="wall-title", children=[
+            label(f"{city}数字化城市管理指挥大厅", "Digital City Management Command Hall", className="wall-title-text"),
+        ]),
+        html.Div(className="wall-meta", children=[
+            html.Span("重连中", id="wall-status", className="status off"),
+            html.Span("--:--:--", id="wall-clock", className="wall-clock"),
+            html.Button("EN", id="lang-switch", className="lang-switch", n_clicks=0),
+        ]),
+    ])
+    sla = panel("sla-board", "时限预警看板", "Deadline board", [
+        html.Div(className="sla-head", children=[
+            label("案件编号", "Case", className="sla-num"), label("类别", "Class", className="sla-cls"),
+            label("状态", "Status", className="sla-st"), label("用时", "Used", className="sla-bar"),
+            label("剩余时间", "Time left", className="sla-cd")]),
+        html.Div(id="sla-board-rows", className="sla-rows")])
+    ranking = panel("dept-ranking", "专业部门综合评价排名（近30日）", "Departments ranked (30 days)", [
+        html.Div(className="rk-head", children=[
+            label("#", "#", className="rk-pos"), label("部门", "Department", className="rk-name"),
+            label("综合指标值", "Score", className="rk-bar"), label("", "", className="rk-score"),
+            label("等级", "Grade", className="rk-grade"), label("按期处置率", "On time", className="rk-ontime")]),
+        html.Div(id="dept-ranking-rows", className="rk-rows")])
+    trend = panel("trend-chart", "案件趋势", "Trends", [
+        html.Div(className="trend-cell", children=[label("今日与昨日分时上报", "Reports per hour", className="trend-sub"),
+                                                   graph("trend-hourly")]),
+        html.Div(className="trend-cell", children=[label("大类分布（今日/昨日同期）", "By major class",
+                                                         className="trend-sub"), graph("trend-major")]),
+        html.Div(className="trend-cell", children=[label("今日高发小类 TOP5", "Top 5 subclasses today",
+                                                         className="trend-sub"), graph("trend-top5")]),
+    ])
+    ticker = panel("event-ticker", "实时动态", "Live events",
+                   [html.Div(id="event-ticker-list", className="tk-list")], "ticker")
+    video = panel("video-wall", "视频监控", "Video", [html.Div(id="video-wall-tiles", className="video-tiles",
+                                                             children=[label("视频接入中", "Video pending",
+                                                                             className="video-empty")])])
+    map_panel = html.Section(id="map-panel", className="panel map-panel", children=[
+        fit_store(ctx), case_map(ctx),
+        html.Div(className="map-legend", children=[
+            html.Span(className="lg lg-new"), label("待立案", "To register"),
+            html.Span(className="lg lg-disp"), label("处置中", "Handling"),
+            html.Span(className="lg lg-chk"), label("待核查", "Checking"),
+            html.Span(className="lg lg-warn"), label("预警", "80% used"),
+            html.Span(className="lg lg-over"), label("超期", "Overdue"),
+        ]),
+    ])
+    return html.Div(id="wall-root", className="wall", children=[
+        header, kpi_bar(),
+        html.Main(className="wall-grid", children=[
+            html.Div(className="col col-left", children=[sla, ranking]),
+            html.Div(className="col col-mid", children=[map_panel, ticker]),
+            html.Div(className="col col-right", children=[trend, video]),
+        ]),
+    ])
+
+
+def create(server: Flask, ctx: Context, assets_folder: str) -> Dash:
+    app = Dash("citywall_wall", server=server, url_base_pathname="/", assets_folder=assets_folder,
+               title="数字化城管指挥大厅", update_title=None, serve_locally=True, compress=False,
+               suppress_callback_exceptions=True)
+    app.layout = layout(ctx)
+    register_fit(app)
+    app.clientside_callback(ClientsideFunction("citywall", "components"),
+                            Output("component-layer", "data"),
+                            Input("case-map", "bounds"), Input("case-map", "zoom"), prevent_initial_call=True)
+    return app
