@@ -65,3 +65,14 @@ def report(camera_id: str):
 def uploaded_file(name: str):
     current_actor()
     return send_file(cameras.upload_path(name), max_age=3600)
+
+
+@bp.post("/cases/<case_id>/evidence")
+def case_evidence(case_id: str):
+    """Attach a camera snapshot to a case as evidence: {"camera_id": N}."""
+    actor = current_actor()
+    data = json_body()
+    camera_id = data.get("camera_id")
+    if isinstance(camera_id, bool) or not isinstance(camera_id, int):
+        raise errors.BadInput("'camera_id' must be an integer", {"field": "camera_id"})
+    return jsonify(cameras.attach_snapshot(path_id(case_id, "case"), camera_id, actor, _bearer()))

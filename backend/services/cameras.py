@@ -154,3 +154,10 @@ def report_from_camera(camera_id: int, data: dict, actor: Actor, token: str | No
             "address": data.get("address") or cam["name"], "photos": [photo]}
     body.update({k: data[k] for k in ("class_code", "kind", "description", "urgency") if k in data})
     return cases.create(body, actor)
+
+
+def attach_snapshot(case_id: int, camera_id: int, actor: Actor, token: str | None = None) -> dict:
+    """取证: the camera's picture now, attached to the case as evidence."""
+    cam = get(camera_id)
+    photo = save_photo(snapshot(camera_id, token))
+    return cases.add_evidence(case_id, photo, actor, note=f"视频截图: {cam['name']}")

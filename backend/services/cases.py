@@ -149,7 +149,7 @@ def _case_view(row: dict) -> lifecycle.CaseView:
 
 
 ACTION_ZH = {name: spec.zh for name, spec in lifecycle.ACTIONS.items()}
-ACTION_ZH.update({"create": "上报", "sla_warning": "时限预警", "overdue": "超期"})
+ACTION_ZH.update({"create": "上报", "sla_warning": "时限预警", "overdue": "超期", "evidence": "取证"})
 
 
 def describe_actions() -> list[dict]:
@@ -463,6 +463,41 @@ def _decide(ctx: Context, row: dict, action: str, actor: Actor, payload: dict | 
 
 
 SYSTEM = Actor("system", "system")
+EVIDENCE_ROLES = {"inspector", "operator", "supervisor", "dispatcher", "department", "leader", "admin", "system"}
+MAX_EVIDENCE = 30
+
+
+def add_evidence(case_id: int, photo: str, actor: Actor, note: str = "", at: datetime | None = None) -> dict:
+    """取证: attach a photo (e.g. a camera snapshot) to a case as evidence; the status does not change."""
+    ctx = current()
+    at = _utc(at) or now_utc()
+    if actor.role not in EVIDENCE_ROLES:
+        raise errors.Forbidden(f"a {actor.role} may not attach evidence")
+    if not isinstance(photo, str) or not photo or len(photo) > 500:
+        raise errors.BadInput("'photo' must be a photo reference", {"field": "photo"})
+    ctx.departments
+
+    def write(conn: Connection) -> dict:
+        row = _load_for_update(conn, case_id)
+        if row is None:
+            raise errors.NotFound(f"case {case_id} does not exist")
+        if actor.role == "department" and row["department_id"] != actor.department_id:
+            raise errors.Forbidden("this case is not dispatched to your department")
+        photos = list(row["photos"] or [])
+        if len(photos) >= MAX_EVIDENCE:
+            raise errors.Conflict(f"a case holds at most {MAX_EVIDENCE} photos", {"photos": len(photos)})
+        photos.append(photo)
+        changes = {"photos": photos, "updated_at": at, "version": row["version"] + 1}
+        rows.update_case(conn, case_id, changes)
+        row.update(changes)
+        append_event(conn, case_id=case_id, type_="case.evidence", action="evidence", actor=actor,
+                     from_status=row["status"], to_status=row["status"],
+                     body={"input": {"photo": photo, "note": note}, "case": snapshot(ctx, row)}, at=at)
+        return row
+
+    row = ctx.writes.run(write)
+    ctx.outbox.kick()
+    return to_dict(ctx, row)
 
 
 def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | None:

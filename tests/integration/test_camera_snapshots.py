@@ -53,6 +53,13 @@ def test_snapshot_and_report_from_a_camera(wired):
     assert case["grid_code"] == cam["grid_code"] and len(case["photos"]) == 1
     photo = client.get(case["photos"][0], headers=h)
     assert photo.status_code == 200 and _jpeg_size(photo.data) == (320, 180)
+    # the snapshot as evidence on an existing case: a photo more, an event on the timeline
+    r = client.post(f"/api/v1/cases/{case['id']}/evidence", json={"camera_id": cam["id"]}, headers=h)
+    assert r.status_code == 200, r.json
+    assert len(r.json["photos"]) == 2 and r.json["status"] == "reported"
+    timeline = client.get(f"/api/v1/cases/{case['id']}", headers=h).json["timeline"]
+    assert timeline[-1]["action"] == "evidence" and timeline[-1]["payload"]["photo"] == r.json["photos"][1]
+    assert client.post(f"/api/v1/cases/{case['id']}/evidence", json={"camera_id": "x"}, headers=h).status_code == 400
     # no token: no snapshot; the streams service gone: a clear 503
     assert client.get(f"/api/v1/cameras/{cam['id']}/snapshot.jpg").status_code == 401
     svc.stop()
