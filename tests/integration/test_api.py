@@ -191,3 +191,13 @@ def test_cameras_registry_and_errors(client):
     assert_error(client.get("/api/v1/cameras/99999"), 404)
     r = client.patch(f"/api/v1/cameras/{cam['id']}", json={"status": "disabled"}, headers=lead)
     assert r.json["status"] == "disabled"
+
+
+def test_openapi_lists_every_api_route(client):
+    spec = client.get("/api/v1/openapi.json").json
+    app = client.application
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/") and rule.rule != "/api/v1/openapi.json":
+            import re
+            path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule[len("/api/v1"):])
+            assert path in spec["paths"], path
