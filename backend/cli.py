@@ -52,6 +52,9 @@ def cmd_seed(args) -> int:
 
     city = build_city()
     counts = seed.seed_city(city)
+    from backend.services.gps import seed_devices
+
+    counts.update({f"gps {k}": v for k, v in seed_devices(city).items()})
     print("demo city seeded:", ", ".join(f"{k} {v}" for k, v in counts.items()))
     if args.history_days:
         from backend.sim.flow import Flow

@@ -1,4 +1,5 @@
-"""The worker process (后台任务): outbox relay retries, SLA ticker (预警/超期/自动督办), 挂账 resumes.
+"""The worker process (后台任务): outbox relay retries, SLA ticker (预警/超期/自动督办), 挂账 resumes,
+the GPS trail archiver (轨迹归档) and the on-duty checker (上岗履职告警).
 
     python -m backend.worker
 """
@@ -39,10 +40,51 @@ def resume_due_suspensions(now: datetime) -> int:
     return n
 
 
+DUTY_EVERY_S = 30.0
+
+
+def archive_tick(archiver) -> int:
+    """Trail stream -> gps_trail_points until caught up; errors are logged, the loop goes on."""
+    try:
+        return archiver.drain()
+    except Exception:
+        log.exception("trail archive pass failed; retrying")
+        return 0
+
+
+def duty_tick(now: datetime) -> None:
+    from backend.services import duty
+
+    try:
+        result = duty.tick(now)
+        if result["raised"] or result["cleared"]:
+            log.info("duty alarms: %d raised, %d cleared", result["raised"], result["cleared"])
+    except Exception:
+        log.exception("duty check failed; retrying")
+
+
+def emergency_pass(now: datetime) -> int:
+    """应急指挥: task deadline ticks, SMS delivery states, conference joins/leaves onto incident timelines."""
+    from backend.services import conferences, emergency
+
+    n = emergency.task_tick(now)
+    n += emergency.poll_deliveries()
+    n += conferences.consume()
+    return n
+
+
 def run(stop: threading.Event, tick: float = 1.0) -> None:
+    from backend.gps.archive import Archiver
+
     ctx = current()
     last_sla = 0.0
+    last_duty = 0.0
+    archiver = Archiver(ctx.redis, ctx.engine)
     while not stop.is_set():
+        archive_tick(archiver)
+        if time.monotonic() - last_duty >= DUTY_EVERY_S:
+            duty_tick(datetime.now(timezone.utc))
+            last_duty = time.monotonic()
         try:
             ctx.outbox.flush()
             if time.monotonic() - last_sla >= 2.0:
@@ -52,6 +94,10 @@ def run(stop: threading.Event, tick: float = 1.0) -> None:
                 if marked or resumed:
                     log.info("SLA: %d marked, %d resumed", marked, resumed)
                 last_sla = time.monotonic()
+                try:
+                    emergency_pass(now)
+                except Exception:
+                    log.exception("emergency pass failed; retrying")
         except Exception:
             log.exception("worker pass failed; retrying")
         stop.wait(tick)

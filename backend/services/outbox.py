@@ -26,7 +26,7 @@ EVENTS = m.Event.__table__
 def event_message(row) -> dict:
     """The JSON published on `citywall:events` for one event row (the bus contract, see docs/events.md)."""
     body = json.loads(row.payload)
-    return {
+    message = {
         "event_id": row.id,
         "type": row.type,
         "action": row.action,
@@ -40,6 +40,10 @@ def event_message(row) -> dict:
         "payload": body.get("input", {}),
         "case": body.get("case"),
     }
+    if "incident_id" in body:  # incident.* events (应急指挥, docs/emergency.md)
+        message["incident_id"] = body["incident_id"]
+        message["incident"] = body.get("incident")
+    return message
 
 
 class Outbox:

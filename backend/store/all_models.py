@@ -1,2 +1,2 @@
 """Imports every module that defines tables, so that Base.metadata knows them all."""
-from backend.store import gps_models, models  # noqa: F401
+from backend.store import duty_models, emergency_models, gps_models, models  # noqa: F401
