@@ -150,8 +150,12 @@ class StaleStream(RuntimeError):
     pass
 
 
-def reset_stale_stream(r: redis.Redis, max_event_id: int) -> bool:
-    """Drop the event stream if it is ahead of this database (a data dir or DB reset). Returns True if dropped."""
+def reset_stale_stream(r: redis.Redis, max_event_id) -> bool:
+    """Drop the event stream if it is ahead of this database (a data dir or DB reset). Returns True if dropped.
+
+    `max_event_id` is a function: it is called after the stream was read, so an event another process
+    committed and published meanwhile is counted (an entry is only ever added after its commit).
+    """
     try:
         info = r.xinfo_stream(EVENTS_STREAM)
     except redis.ResponseError:
@@ -160,8 +164,8 @@ def reset_stale_stream(r: redis.Redis, max_event_id: int) -> bool:
     if isinstance(last, bytes):
         last = last.decode()
     last_ms = int(str(last).split("-")[0])
-    if last_ms > max_event_id:
-        log.warning("event stream ahead of the database (%s > %s): dropping it", last_ms, max_event_id)
+    if last_ms > max_event_id():
+        log.warning("event stream ahead of the database (%s): dropping it", last_ms)
         r.delete(EVENTS_STREAM)
         return True
     return False

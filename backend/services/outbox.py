@@ -73,7 +73,7 @@ class Outbox:
                 try:
                     r = self.ctx.redis
                     if not self._checked_stale:
-                        bus.reset_stale_stream(r, self._max_event_id())
+                        bus.reset_stale_stream(r, self._max_event_id)
                         self._checked_stale = True
                     done = bus.publish_events(r, [event_message(row) for row in rows])
                 except (redis.RedisError, OSError) as exc:

@@ -113,3 +113,22 @@ def test_embedded_redis_carries_the_stream(tmp_path):
         use(None)
         bus.stop_embedded()
         time.sleep(0.2)
+
+
+def test_a_stream_from_another_database_is_dropped_but_a_live_one_is_kept(own_redis):
+    r = redis.Redis(port=own_redis.port)
+    for i in (1, 2, 3):
+        r.xadd(bus.EVENTS_STREAM, {"data": "{}"}, id=bus.stream_id(i))
+    calls = []
+
+    def db_max(value):
+        def fn():
+            calls.append(value)
+            return value
+        return fn
+
+    # the database already holds event 3 (or later): the stream is this database's, kept
+    assert bus.reset_stale_stream(r, db_max(3)) is False and r.xlen(bus.EVENTS_STREAM) == 3
+    # a fresh database (max 1) behind a stream that holds 3: the stream is another database's, dropped
+    assert bus.reset_stale_stream(r, db_max(1)) is True and r.exists(bus.EVENTS_STREAM) == 0
+    assert calls == [3, 1]  # the database is asked only after the stream was read
