@@ -39,12 +39,20 @@ def _has_module(name: str) -> bool:
         return False
 
 
+def web_args() -> list[str]:
+    """gunicorn settings of the web process. Screens hold a websocket each (one thread); every web worker
+    reads the event stream for its own screens, so workers need no sticky sessions (websocket transport)."""
+    workers = os.environ.get("CITYWALL_WEB_WORKERS", "2")
+    threads = os.environ.get("CITYWALL_WEB_THREADS", "64")
+    return ["--worker-class", "gthread", "--workers", workers, "--threads", threads, "--timeout", "120",
+            "--graceful-timeout", "5"]
+
+
 def children(cfg: cw_config.Config) -> list[Child]:
     py = sys.executable
     bind = os.environ.get("CITYWALL_BIND", "0.0.0.0")
     out = [
-        Child("web", [py, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "128",
-                      "--bind", f"{bind}:{cfg.http_port}", "--timeout", "120", "--graceful-timeout", "5",
+        Child("web", [py, "-m", "gunicorn", *web_args(), "--bind", f"{bind}:{cfg.http_port}",
                       "--log-level", "warning", "backend.wsgi:app"]),
         Child("worker", [py, "-m", "backend.worker"]),
     ]

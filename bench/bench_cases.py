@@ -128,9 +128,10 @@ def run_http(url: str, tmp: Path, n_cases: int, threads: int) -> dict:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/9", "CITYWALL_DATA_DIR": str(tmp),
            "CITYWALL_SECRET_KEY": "test-secret", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "16",
-                             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "backend.wsgi:app"],
-                            env=env, cwd=str(ROOT))
+    from backend.supervisor import web_args
+
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *web_args(), "-b", f"127.0.0.1:{port}",
+                             "--log-level", "warning", "backend.wsgi:app"], env=env, cwd=str(ROOT))
     try:
         for _ in range(100):
             try:
@@ -222,7 +223,7 @@ def main() -> None:
             print(f"  outbox pending after run: {ctx.outbox.pending()}")
             ctx.outbox.stop()
             web = run_http(url, tmp, args.cases, args.threads)
-            report(f"HTTP, gunicorn gthread ({args.threads} client threads)", web)
+            report(f"HTTP, gunicorn as `make run` starts it ({args.threads} client threads)", web)
             print(f"  ratio HTTP/service: {web['rate'] / svc['rate']:.2f}")
         finally:
             ctx.close()
