@@ -7,6 +7,7 @@ Routes (all under /streams/v1):
   POST /cameras/{id}/offer           WebRTC offer {sdp, type} -> answer {sdp, type}
   GET  /cameras/{id}/snapshot.jpg    one decoded frame as JPEG
   GET  /test.html, /webrtc-player.js a minimal viewer page for tests
+  /conference/..., /conferences/...  video conferences (视频会商), see streams/conference/service.py
 Errors are JSON {"error": {"code", "message", "details"}}.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from streams.auth import DefaultVerifier, TokenVerifier, token_from
 from streams.cameras import CameraDirectory, CameraInfo
+from streams.conference.service import ConferenceService, ConferenceSettings, add_routes as add_conference_routes
 from streams.relay import CameraFeed
 from streams.status import StatusPublisher
 
@@ -49,6 +51,10 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     redis_url: str = ""
     redis_socket: str = ""
+    conference_secret: str = ""  # empty: taken from the viewing verifier's login-token key
+    conference_join_limit: int = 10
+    conference_linger: float = 30.0
+    conference_max_participants: int = 16
 
     @classmethod
     def from_env(cls, config) -> "Settings":
@@ -68,6 +74,10 @@ class Settings:
             cors_origins=origins,
             redis_url=config.redis_url,
             redis_socket=str(config.redis_socket) if not config.redis_url else "",
+            conference_secret=config.secret_key or "",
+            conference_join_limit=int(num("CITYWALL_CONFERENCE_JOIN_LIMIT", 10)),
+            conference_linger=num("CITYWALL_CONFERENCE_LINGER", 30.0),
+            conference_max_participants=int(num("CITYWALL_CONFERENCE_MAX_PARTICIPANTS", 16)),
         )
 
 
@@ -323,4 +333,20 @@ def create_app(directory: CameraDirectory, verifier: TokenVerifier | None = None
     r.add_get("/streams/v1/webrtc-player.js", service.player_js)
     app.on_startup.append(service.on_startup)
     app.on_shutdown.append(service.on_shutdown)
+    conference = ConferenceService(service, ConferenceSettings(
+        secret_key=settings.conference_secret or _login_key(service.verifier),
+        join_limit=settings.conference_join_limit, linger=settings.conference_linger,
+        max_participants=settings.conference_max_participants))
+    app["conference"] = conference
+    add_conference_routes(app, conference)
     return app
+
+
+def _login_key(verifier: TokenVerifier) -> str:
+    """The backend secret the viewing verifier checks login tokens with (invitations use the same key)."""
+    serializer = getattr(verifier, "_serializer", None)
+    keys = getattr(serializer, "secret_keys", None)
+    if not keys:
+        return ""
+    key = keys[-1]
+    return key.decode() if isinstance(key, bytes) else str(key)

@@ -1,0 +1,106 @@
+"""Conference MCU benchmark (视频会商压测): server CPU, frame rate and latency for 3, 6, 9 participants.
+
+    .venv/bin/python bench/conference/run.py [--participants 3,6,9] [--seconds 15] [--warmup 5]
+
+For each size a fresh streams process is started; the participants are aiortc clients in one other
+process (streams.conference.testclient) sending 640x360 H.264 at 25 fps plus a tone and receiving
+the 1280x720 composition and their mix-minus audio. Server and client CPU are read from /proc over
+the measurement window. The participants only count received frames (no decoding, to keep the load
+generator light); a separate process subscribes like the wall (`/view`), decodes the composition and
+measures latency: the senders draw the wall-clock time as a barcode into their frames, the viewer
+reads it back from the speaker tile (time of decoding minus the barcode; loopback; no render delay).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from streams.testing.harness import VENV_PYTHON, StreamsProcess, cpu_seconds  # noqa: E402
+
+SECRET = "conference-bench-secret"
+
+
+def one(n: int, warmup: float, seconds: float, processes: int, audio: bool = True) -> dict:
+    svc = StreamsProcess([], env={"CITYWALL_SECRET_KEY": SECRET, "CITYWALL_DEMO": "1",
+                                  "CITYWALL_LOG_LEVEL": "WARNING"}).start()
+    try:
+        sizes = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+        clients = []
+        for i, size in enumerate(s for s in sizes if s):
+            clients.append(subprocess.Popen(
+                [str(VENV_PYTHON), "-m", "streams.conference.testclient", "--base", svc.base, "--secret", SECRET,
+                 "--room", f"bench-{n}", "--participants", str(size), "--offset", str(sum(sizes[:i])),
+                 "--warmup", str(warmup), "--seconds", str(seconds), "--decode", "0"]
+                + ([] if audio else ["--no-audio"]), cwd=ROOT,
+                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}))
+        for client in clients:
+            if client.stdout.readline().strip() != "joined":
+                raise RuntimeError(f"the participants could not join\n{svc.log()[-2000:]}")
+        viewer = subprocess.Popen(
+            [str(VENV_PYTHON), "-m", "streams.conference.testclient", "--base", svc.base, "--secret", SECRET,
+             "--room", f"bench-{n}", "--viewer", "--warmup", str(warmup - 1), "--seconds", str(seconds)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        for client in clients:
+            line = client.stdout.readline()
+            if line.strip() != "measuring":
+                raise RuntimeError(f"the client failed: {line!r}\n{svc.log()[-2000:]}")
+        s0, c0, t0 = cpu_seconds(svc.proc.pid), sum(cpu_seconds(c.pid) for c in clients), time.monotonic()
+        load0 = os.getloadavg()[0]
+        v0 = cpu_seconds(viewer.pid)
+        results = [json.loads(c.stdout.readline()) for c in clients]
+        s1, c1, t1 = cpu_seconds(svc.proc.pid), sum(cpu_seconds(c.pid) for c in clients), time.monotonic()
+        v1 = cpu_seconds(viewer.pid)
+        for client in clients:
+            client.wait(30)
+        result = results[-1]
+        result["participants"] = n
+        result["client_processes"] = len(clients)
+        result["received_fps_min"] = min(r["received_fps_min"] for r in results)
+        result["received_fps_max"] = max(r["received_fps_max"] for r in results)
+        result["sender_overflows"] = sum(r["sender_overflows"] for r in results)
+        view = json.loads(viewer.stdout.readline())
+        viewer.wait(30)
+        result.update(view)
+        result["viewer_cpu_pct"] = round(100 * (v1 - v0) / (t1 - t0))
+        result["server_cpu_pct"] = round(100 * (s1 - s0) / (t1 - t0))
+        result["client_cpu_pct"] = round(100 * (c1 - c0) / (t1 - t0))
+        result["load_avg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 1)
+        return result
+    finally:
+        svc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--participants", default="3,6,9")
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--processes", type=int, default=3, help="participant processes for more than 3")
+    parser.add_argument("--no-audio", action="store_true", help="participants send and receive video only")
+    args = parser.parse_args()
+    rows = []
+    for n in (int(x) for x in args.participants.split(",")):
+        result = one(n, args.warmup, args.seconds, args.processes if n > 3 else 1, not args.no_audio)
+        result["audio"] = not args.no_audio
+        print(json.dumps(result), flush=True)
+        rows.append(result)
+    print("\n| participants | server CPU % | server fps | compose ms | encode ms | received fps min-max "
+          "| viewer fps | latency p50 / p90 ms | clients CPU % | viewer CPU % | load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['participants']} | {r['server_cpu_pct']} | {r['server_fps']} | {r['compose_ms']} "
+              f"| {r['encode_ms']} | {r['received_fps_min']}-{r['received_fps_max']} "
+              f"| {r['viewer_fps']} | {r['latency_p50_ms']} / {r['latency_p90_ms']} | {r['client_cpu_pct']} "
+              f"| {r['viewer_cpu_pct']} | {r['load_avg_1m']} |")
+
+
+if __name__ == "__main__":
+    main()

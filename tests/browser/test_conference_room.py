@@ -1,0 +1,176 @@
+"""Three Chromium participants (fake camera + microphone) meet in one composed conference room."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streams.conference.tokens import make_token
+from streams.testing.fixtures import ARTIFACTS, SYNTHETIC_CAMERA
+from streams.testing.harness import CHROMIUM, StreamsProcess, chromium_args
+
+pytestmark = pytest.mark.timeout(240)
+
+SECRET = "conference-browser-test-secret"
+ROOM = "incident-42"
+
+# Mean luma of each tile region of the composed picture, from one canvas grab.
+TILE_SAMPLE = """(tiles) => {
+  const v = document.getElementById('conference-video');
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const x = c.getContext('2d');
+  x.drawImage(v, 0, 0);
+  return tiles.map(t => {
+    const d = x.getImageData(t.x + 8, t.y + 8, t.w - 16, t.h - 40).data;
+    let hash = 0, s = 0, s2 = 0, n = 0;
+    for (let i = 0; i < d.length; i += 4 * 5) {
+      const g = (d[i] + d[i + 1] + d[i + 2]) / 3;
+      hash = (Math.imul(hash, 31) + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) >>> 0;
+      s += g; s2 += g * g; n++;
+    }
+    const mean = s / n;
+    return {hash: hash, mean: mean, std: Math.sqrt(Math.max(0, s2 / n - mean * mean))};
+  });
+}"""
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def post(url: str, body: dict, token: str | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def service():
+    svc = StreamsProcess([SYNTHETIC_CAMERA], env={"CITYWALL_SECRET_KEY": SECRET, "CITYWALL_DEMO": "1",
+                                                  "CITYWALL_WALL_ACCESS": "token",
+                                                  "CITYWALL_CONFERENCE_LINGER": "5"}).start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    args = chromium_args() + ["--use-fake-device-for-media-stream=fps=25", "--use-fake-ui-for-media-stream"]
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield chromium
+        chromium.close()
+
+
+def room_state(service, path: str, token: str) -> dict | None:
+    """The room state, or None while the room does not exist yet."""
+    try:
+        return service.get_json(path, token)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def stats(page) -> dict:
+    return page.evaluate("() => Object.assign({}, window.conference.stats)")
+
+
+def join_url(service, pid: str, name: str, leader: bool = False) -> str:
+    return (f"{service.base}/streams/v1/conference/join?token="
+            f"{make_token(SECRET, ROOM, pid, name, leader)}")
+
+
+def test_three_participants_share_one_composed_picture(service, browser):
+    leader_token = make_token(SECRET, ROOM, "p1", "Commander", True)
+    people = [("p1", "Commander", True), ("p2", "Dept Office", False), ("p3", "Inspector", False)]
+    contexts, pages, errors = [], [], []
+    for pid, name, leader in people:
+        context = browser.new_context(viewport={"width": 1280, "height": 860},
+                                      permissions=["camera", "microphone"])
+        page = context.new_page()
+        page_errors: list[str] = []
+        page.on("console", lambda m, e=page_errors: e.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc, e=page_errors: e.append(str(exc)))
+        page.goto(join_url(service, pid, name, leader))
+        contexts.append(context)
+        pages.append(page)
+        errors.append(page_errors)
+    try:
+        room_path = f"/streams/v1/conferences/{ROOM}"
+        state = wait_until(lambda: (lambda s: s if s and len(s["participants"]) == 3 and
+                                    all(p["frames_in"] > 10 for p in s["participants"]) else None)(
+            room_state(service, room_path, leader_token)), 30, "three participants sending video")
+        assert state["layout"] == "speaker" and len(state["tiles"]) == 3
+
+        for page in pages:  # each receives the composed picture, decoding more and more frames
+            wait_until(lambda p=page: stats(p)["framesDecoded"] > 10, 20, "the composed picture")
+        first = [stats(p)["framesDecoded"] for p in pages]
+        time.sleep(1.5)
+        for page, before in zip(pages, first):
+            s = stats(page)
+            assert s["framesDecoded"] > before + 2, f"decoding stalled: {before} -> {s['framesDecoded']}"
+            assert (s["frameWidth"], s["frameHeight"]) == (1280, 720)
+            assert s["codec"] == "video/H264"
+
+        tiles = state["tiles"]
+        grabs = pages[1].evaluate(TILE_SAMPLE, tiles)
+        time.sleep(0.7)
+        later = pages[1].evaluate(TILE_SAMPLE, tiles)
+        for tile, a, b in zip(tiles, grabs, later):  # every participant's region shows live video
+            assert a["std"] > 5, f"tile of {tile['pid']} looks flat: {a}"
+            assert a["hash"] != b["hash"], f"tile of {tile['pid']} is frozen"
+
+        for page in pages:  # mix-minus audio arrives with a level above silence
+            wait_until(lambda p=page: (lambda s: s["audioPackets"] > 50 and s["totalAudioEnergy"] > 0)(stats(p)),
+                       15, "audio with energy")
+        pages[0].screenshot(path=str(ARTIFACTS / "conference_three.png"))
+
+        contexts[2].close()  # the inspector leaves (pagehide: beacon + pc.close)
+        state2 = wait_until(lambda: (lambda s: s if len(s["participants"]) == 2 else None)(
+            service.get_json(room_path, leader_token)), 15, "the room to notice the leave")
+        assert len(state2["tiles"]) == 2
+        gone = next(t for t in tiles if t["pid"] == "p3")
+        assert "p3" not in [t["pid"] for t in state2["tiles"]]
+        assert [(t["w"], t["h"]) for t in state2["tiles"]] == [(960, 540), (320, 180)]
+        time.sleep(1.0)
+        vacated = pages[0].evaluate(TILE_SAMPLE, [gone])[0]
+        assert vacated["std"] < 3, f"the departed participant's tile still shows video: {vacated}"
+        pages[0].screenshot(path=str(ARTIFACTS / "conference_after_leave.png"))
+
+        status, body = post(f"{service.base}{room_path}/control", {"action": "layout", "layout": "grid"},
+                            leader_token)
+        assert status == 200 and body["layout"] == "grid"
+        assert [(t["w"], t["h"]) for t in body["tiles"]] == [(640, 720), (640, 720)]
+        status, _ = post(f"{service.base}{room_path}/control", {"action": "layout", "layout": "grid"},
+                         make_token(SECRET, ROOM, "p2", "Dept Office", False))
+        assert status == 403, "a participant who is not the leader must not control the room"
+        time.sleep(1.0)
+        pages[0].screenshot(path=str(ARTIFACTS / "conference_grid.png"))
+        assert errors[0] == [] and errors[1] == []
+    finally:
+        for context in contexts:
+            try:
+                context.close()
+            except Exception:
+                pass
