@@ -40,7 +40,7 @@ def event_message(row) -> dict:
         "payload": body.get("input", {}),
         "case": body.get("case"),
     }
-    if "incident_id" in body:  # incident.* events (应急指挥, docs/emergency.md)
+    if "incident_id" in body:  # incident.* events (应急指挥, README "Emergency command")
         message["incident_id"] = body["incident_id"]
         message["incident"] = body.get("incident")
     return message
