@@ -294,8 +294,11 @@ def test_conference_joins_and_leaves_go_on_the_incident_timeline(em):
     pid = room["invitees"][1]["pid"]
     r = redis_lib.Redis.from_url(REDIS_TEST_URL)
     try:
-        r.xadd(conferences.STREAM, {"data": json.dumps({"type": "join", "room": str(room["id"]), "pid": pid,
-                                                        "name": "dispatcher"})})
+        # as the streams service writes it (streams.conference.events.event)
+        from streams.conference.events import event as conference_event
+
+        r.xadd(conferences.STREAM, {"data": json.dumps(conference_event("conference.join", str(room["id"]), pid,
+                                                                        "dispatcher"))})
         r.xadd(conferences.STREAM, {"type": "leave", "room": str(room["id"]), "pid": pid})
         r.xadd(conferences.STREAM, {"type": "join", "room": "999", "pid": "nobody"})
         r.xadd(conferences.STREAM, {"data": "not json"})
