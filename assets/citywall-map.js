@@ -105,10 +105,85 @@
     return m;
   }
 
+  // Cameras (视频点位): a click plays the camera (assets/citywall-video.js).
+  function cameraToLayer(feature, latlng) {
+    var p = feature.properties || {};
+    var icon = L.divIcon({className: "cw-cam", iconSize: [18, 18], html: ""});
+    var m = L.marker(latlng, {icon: icon, keyboard: false, riseOnHover: true});
+    m.bindTooltip(function () { return el("div", "cw-tip", p.name); }, {direction: "top", offset: [0, -8]});
+    m.on("click", function () { if (cw.watchCamera) cw.watchCamera(p.id, p.name); });
+    return m;
+  }
+
+  // Vehicles and field staff (车辆/人员): a glyph per type, an arrow for the heading; grey when the fix
+  // is stale (over two minutes), crossed out when offline (assets/citywall-vehicles.js sets the flags).
+  var TYPE_GLYPH = {"环卫车": "环", "执法车": "执", "巡查车": "巡", "渣土车": "渣", "洒水车": "洒", "抢修车": "修",
+                    "person": "人", "其他": "车"};
+  var TYPE_CLASS = {"环卫车": "san", "执法车": "law", "巡查车": "pat", "渣土车": "muck", "洒水车": "water", "抢修车": "fix",
+                    "person": "person", "其他": "other"};
+  function vehicleClass(p) {
+    var cls = "cw-veh cw-veh-" + (TYPE_CLASS[p.type] || "other");
+    if (p.offline) cls += " cw-veh-offline";
+    else if (p.stale) cls += " cw-veh-stale";
+    if (p.state === "alarm") cls += " cw-veh-alarm";
+    if (p.busy) cls += " cw-veh-busy";
+    if (p.followed) cls += " cw-veh-followed";
+    return cls;
+  }
+  function vehicleToLayer(feature, latlng) {
+    var p = feature.properties || {};
+    var heading = Number(p.heading) || 0;
+    var html = '<i class="cw-veh-dir" style="transform: rotate(' + heading.toFixed(0) + 'deg)"></i>' +
+      '<b class="cw-veh-glyph">' + (TYPE_GLYPH[p.type] || "车") + "</b>";
+    var icon = L.divIcon({className: vehicleClass(p), iconSize: [26, 26], html: html});
+    var m = L.marker(latlng, {icon: icon, keyboard: false, riseOnHover: true, zIndexOffset: 1000});
+    m.bindTooltip(function () {
+      var b = el("div", "cw-tip");
+      b.appendChild(el("div", "cw-tip-n", (p.plate || p.name || p.device) + " · " + (p.type === "person" ? "人员" : p.type)));
+      if (p.department) b.appendChild(el("div", null, p.department));
+      var age = p.t ? Math.round((Date.now() - p.t) / 1000) : null;
+      b.appendChild(el("div", null, (p.speed != null ? Number(p.speed).toFixed(0) + " km/h · " : "") +
+        (p.offline ? "离线" : p.stale ? "定位过时" : "在线") + (age != null ? " · " + age + " s" : "")));
+      if (p.busy) b.appendChild(el("div", null, "执行任务中"));
+      return b;
+    }, {direction: "top", offset: [0, -12]});
+    m.on("click", function () { if (cw.onVehicleClick) cw.onVehicleClick(p); });
+    return m;
+  }
+  function trackStyle() { return {weight: 3, color: "#facc15", opacity: 0.9, dashArray: "6 4"}; }
+
+  // Emergency mode (应急): the incident's perimeter, its point, the units sent.
+  function incidentStyle(feature) {
+    var k = feature.properties && feature.properties.kind;
+    if (k === "perimeter" || k === "circle" || k === "polygon" || !k) {
+      return {weight: 3, color: "#ef4444", opacity: 0.95, fillColor: "#ef4444", fillOpacity: 0.12, dashArray: "8 6"};
+    }
+    return {weight: 2, color: "#f97316"};
+  }
+  function incidentToLayer(feature, latlng) {
+    var p = feature.properties || {};
+    if (p.role === "unit") {
+      var icon = L.divIcon({className: "cw-em-unit", iconSize: [22, 22], html: ""});
+      var u = L.marker(latlng, {icon: icon, keyboard: false, zIndexOffset: 1200});
+      u.bindTooltip(function () {
+        var b = el("div", "cw-tip");
+        b.appendChild(el("div", "cw-tip-n", p.name || p.device));
+        if (p.eta != null) b.appendChild(el("div", null, "预计到达 " + cw.fmtRemaining(p.eta * 1000)));
+        return b;
+      }, {permanent: true, direction: "right", offset: [12, 0], className: "cw-em-tip"});
+      return u;
+    }
+    var m = L.marker(latlng, {icon: L.divIcon({className: "cw-em-site", iconSize: [30, 30], html: ""}),
+                              keyboard: false, zIndexOffset: 1500});
+    m.bindTooltip(function () { return el("div", "cw-tip", p.title || ""); }, {direction: "top", offset: [0, -14]});
+    return m;
+  }
+
   cw.map = {
     pointToLayer: pointToLayer, clusterToLayer: clusterToLayer, gridStyle: gridStyle,
     districtStyle: districtStyle, streetStyle: streetStyle, roadStyle: roadStyle,
-    componentToLayer: componentToLayer
+    componentToLayer: componentToLayer, cameraToLayer: cameraToLayer, vehicleToLayer: vehicleToLayer,
+    trackStyle: trackStyle, incidentStyle: incidentStyle, incidentToLayer: incidentToLayer
   };
 })();
 

@@ -13,12 +13,14 @@
     zh: {reported: "上报", register: "立案", dispatch: "派遣", overdue: "超期", supervise: "督办", close: "结案",
          create: "上报", online: "实时", offline: "重连中", remaining: "剩余", over: "超期", none: "暂无",
          grade: "等级", ontime: "按期处置率", today: "今日", yesterday: "昨日", top5: "今日高发小类 TOP5",
-         hourly: "今日与昨日分时上报", major: "大类分布", cases: "件"},
+         hourly: "今日与昨日分时上报", major: "大类分布", cases: "件", alarm: "履职告警", alarm_cleared: "告警解除",
+         incident: "应急启动", incident_closed: "应急结束"},
     en: {reported: "Reported", register: "Registered", dispatch: "Dispatched", overdue: "Overdue", supervise: "Urged",
          close: "Closed", create: "Reported", online: "Live", offline: "Reconnecting", remaining: "left", over: "over",
          none: "None", grade: "Grade", ontime: "On-time rate", today: "Today", yesterday: "Yesterday",
          top5: "Top 5 classes today", hourly: "Reports per hour: today vs yesterday", major: "By major class",
-         cases: ""}
+         cases: "", alarm: "Duty alarm", alarm_cleared: "Alarm cleared", incident: "Emergency",
+         incident_closed: "Emergency over"}
   };
   var S = {
     kind: null, cases: new Map(), features: new Map(), ticker: [], lastEventId: 0, loaded: false,
@@ -51,7 +53,9 @@
     // Dash names the html components with a capital: Div, Span, I …
     return {type: type.charAt(0).toUpperCase() + type.slice(1), namespace: "dash_html_components", props: p};
   }
-  var MAP_LAYERS = {"case-layer": 1, "grid-heat": 1, "component-layer": 1};  // Leaflet layers: no DOM node
+  // Leaflet layers: no DOM node
+  var MAP_LAYERS = {"case-layer": 1, "grid-heat": 1, "component-layer": 1, "vehicle-layer": 1, "vehicle-track": 1,
+                    "camera-layer": 1, "incident-layer": 1, "case-map": 1};
   function setProps(id, props) {
     if (!MAP_LAYERS[id] && !document.getElementById(id)) return false;
     if (MAP_LAYERS[id] && !document.getElementById("case-map")) return false;
@@ -109,8 +113,27 @@
     if (st.ranking) S.ranking = st.ranking;
     if (st.trends) S.trends = st.trends;
     S.loaded = true;
+    if (st.video) cw.video = st.video;
     markAll();
+    fire("state", st);
   }
+  // Other screen modules (video, vehicles, emergency) hook in here: cw.on("state" | "incident" |
+  // "vehicles" | "connect" | "tick", fn).
+  var hooks = (cw._hooks = cw._hooks || {});  // modules loaded before this one register here too
+  cw.on = function (name, fn) { (hooks[name] = hooks[name] || []).push(fn); };
+  function fire(name, arg) {
+    var list = hooks[name] || [];
+    for (var i = 0; i < list.length; i++) {
+      try { list[i](arg); } catch (e) { if (window.console) console.warn("citywall hook " + name, e); }
+    }
+  }
+  cw.fire = fire;
+  cw.addTicker = function (item) {
+    S.ticker.unshift(item);
+    if (S.ticker.length > 40) S.ticker.length = 40;
+    S.dirty.ticker = true;
+    schedule();
+  };
   function markAll() { for (var k in S.dirty) S.dirty[k] = true; S.lastRanking = S.lastTrends = null; schedule(); }
 
   function applyEvents(batch) {
@@ -122,6 +145,7 @@
       S.lastEventId = ev.e;
       applied++;
       if (ev.c) putCase(ev.c);
+      if (ev.inc) fire("incident", ev.inc);
       if (ev.tk) {
         S.ticker.unshift(ev.tk);
         if (S.ticker.length > 40) S.ticker.length = 40;
@@ -213,7 +237,8 @@
     setProps("kpi-open", {children: String(S.cases.size)});
   }
   var ACTION_CLASS = {create: "tk-create", register: "tk-register", dispatch: "tk-dispatch", overdue: "tk-overdue",
-                      supervise: "tk-supervise", close: "tk-close"};
+                      supervise: "tk-supervise", close: "tk-close", alarm: "tk-alarm", alarm_cleared: "tk-alarm-clear",
+                      incident: "tk-incident", incident_closed: "tk-incident"};
   function renderTicker() {
     if (!document.getElementById("event-ticker")) return;
     var kids = S.ticker.map(function (it, i) {
@@ -299,6 +324,7 @@
     lastTick = now;
     setProps("wall-clock", {children: fmtTime(now)});
     if (!S.loaded) return;
+    fire("tick", now);
     // marker colours follow the time (80% used, overdue): repaint the map when a case crossed one
     S.cases.forEach(function (r) {
       if ((r.dl != null && r.dl > prev && r.dl <= now) || (r.wa != null && r.wa > prev && r.wa <= now)) S.dirty.map = true;
@@ -345,6 +371,7 @@
       ready.then(function () {
         sock.emit("hello", {screen: screen, after: S.lastEventId}, function () { setOnline(true); });
         setOnline(true);
+        fire("connect", sock);
       });
     });
     sock.on("disconnect", function () { setOnline(false); });
@@ -355,6 +382,11 @@
       if (S.resyncing) { S.resyncing.then(function () { applyEvents(batch); }); return; }
       applyEvents(batch);
       if (!batch.ts) pendingTs.push(recv);
+    });
+    sock.on("vehicles", function (msg) { fire("vehicles", msg); });
+    sock.on("alarm", function (msg) {
+      if (msg && msg.tk) cw.addTicker(msg.tk);
+      fire("alarm", msg);
     });
     sock.on("summary", function (sm) {
       if (sm.kpi) S.kpi = sm.kpi;

@@ -4,6 +4,8 @@
  *   handle.stats   -> {state, attempts, framesDecoded, frameWidth, frameHeight, fps, codec,
  *                      connectedMs, firstFrameMs, framesPainted, lastError}, refreshed every second
  *   handle.stop()  -> closes the connection and stops retrying
+ *   CitywallVideo.play(video, null, {base, token, offerPath: "/streams/v1/conferences/7/view"})
+ *                  -> the same player on another offer endpoint (a conference's composed picture)
  *
  * The player posts one offer per connection to the streams service (no trickle ICE: it waits for
  * ICE gathering to complete), forces H.264, retries with backoff when the connection fails, and
@@ -72,6 +74,7 @@
     this.cameraId = cameraId;
     this.base = (options.base || "").replace(/\/$/, "");
     this.token = options.token || "";
+    this.offerPath = options.offerPath || null;
     this.maxBackoffMs = options.maxBackoffMs || 15000;
     this.measureLatency = !!options.measureLatency;
     this.pc = null;
@@ -134,7 +137,8 @@
     await waitIceComplete(pc, 3000);
     var headers = {"Content-Type": "application/json"};
     if (this.token) headers.Authorization = "Bearer " + this.token;
-    var url = this.base + "/streams/v1/cameras/" + encodeURIComponent(this.cameraId) + "/offer";
+    var url = this.base + (this.offerPath ||
+      "/streams/v1/cameras/" + encodeURIComponent(this.cameraId) + "/offer");
     var response = await fetch(url, {method: "POST", headers: headers,
       body: JSON.stringify({sdp: pc.localDescription.sdp, type: pc.localDescription.type})});
     if (!response.ok) {
@@ -214,6 +218,8 @@
 
   Player.prototype.stop = function () {
     this.stopped = true;
+    var at = players.indexOf(this);
+    if (at >= 0) players.splice(at, 1);
     clearInterval(this._statsTimer);
     if (this.pc) this.pc.close();
     this.stats.state = "stopped";

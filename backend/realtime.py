@@ -14,6 +14,7 @@ screen refetches the state and says hello again.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -34,6 +35,9 @@ BATCH_INTERVAL = 0.25     # seconds between two batches to the same rooms
 SUMMARY_INTERVAL = 1.0    # KPIs at most once a second
 SLOW_SUMMARY_INTERVAL = 5.0   # ranking and trends (pandas) at most every 5 s
 IDLE_SUMMARY_INTERVAL = 30.0  # recomputed even without events (the overdue count moves with time)
+VEHICLE_INTERVAL = 1.0    # positions to the screens at most once a second (coalesced by device)
+GPS_SUMMARY_CHANNEL = "citywall:gps:summary"
+GPS_ALARMS_CHANNEL = "citywall:gps:alarms"
 REPLAY_LIMIT = 5000
 WALL_ROOM = "wall"
 
@@ -49,8 +53,24 @@ def screen_room(name: str) -> str:
     return f"screen:{name}"
 
 
+INCIDENT_TICKER = {"activated": "incident", "closed": "incident_closed", "cancelled": "incident_closed"}
+
+
 def event_for_screen(event: dict, ctx: Context) -> dict:
-    """A bus event (docs/events.md) as screens take it: compact case, ticker line for ticker actions."""
+    """A bus event (docs/events.md) as screens take it: compact case, ticker line for ticker actions.
+
+    An incident event (`incident.*`, 应急指挥) carries `inc` (id, action, status, wall mode) instead of a case.
+    """
+    if str(event.get("type") or "").startswith("incident."):
+        inc = event.get("incident") or {}
+        out = {"e": event["event_id"], "a": event.get("action"), "at": wall.epoch_ms(event.get("at")), "c": None,
+               "inc": {"id": event.get("incident_id") or inc.get("id"), "a": event.get("action"),
+                       "status": inc.get("status"), "wall_mode": inc.get("wall_mode")}}
+        if event.get("action") in INCIDENT_TICKER:
+            out["tk"] = {"e": event["event_id"], "a": INCIDENT_TICKER[event["action"]], "at": out["at"],
+                         "n": f"#{out['inc']['id']}", "cls": wall._short(inc.get("title") or ""), "dept": None,
+                         "text": "", "cid": None}
+        return out
     snap = event.get("case") or {}
     out = {"e": event["event_id"], "a": event.get("action"), "at": wall.epoch_ms(event.get("at")),
            "from": event.get("from"), "to": event.get("to"),
@@ -74,7 +94,7 @@ class Bridge:
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._started = False
-        self.stats = {"batches": 0, "events": 0, "summaries": 0}
+        self.stats = {"batches": 0, "events": 0, "summaries": 0, "vehicle_batches": 0, "alarms": 0}
         self._summary: dict | None = None
         self._summary_at = 0.0
 
@@ -85,6 +105,7 @@ class Bridge:
         self._started = True
         self.sio.start_background_task(self._read_loop)
         self.sio.start_background_task(self._summary_loop)
+        self.sio.start_background_task(self._gps_loop)
 
     def stop(self) -> None:
         self._stop.set()
@@ -153,6 +174,55 @@ class Bridge:
             self.stats["batches"] += 1
             self.stats["events"] += len(events)
         self._dirty.set()
+
+    # --- vehicles and 上岗履职 alarms (GPS) --------------------------------------------------------
+    def _gps_loop(self) -> None:
+        """Forward `citywall:gps:summary` (coalesced by device, at most once a second) and the duty alarms."""
+        pending: dict[str, dict] = {}
+        last_emit = 0.0
+        pubsub = None
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._connect().pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(GPS_SUMMARY_CHANNEL, GPS_ALARMS_CHANNEL)
+                wait = 1.0 if not pending else max(0.01, last_emit + VEHICLE_INTERVAL - time.monotonic())
+                msg = pubsub.get_message(timeout=wait)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("GPS channels unreachable (%s); retrying", exc)
+                pubsub = None
+                self._stop.wait(1.0)
+                continue
+            if msg is not None:
+                self.take_gps_message(msg, pending)
+            if pending and time.monotonic() - last_emit >= VEHICLE_INTERVAL:
+                self.emit_vehicles(list(pending.values()))
+                pending.clear()
+                last_emit = time.monotonic()
+        if pubsub is not None:
+            pubsub.close()
+
+    def take_gps_message(self, msg: dict, pending: dict[str, dict]) -> None:
+        """One pub/sub message: positions are merged into `pending`; an alarm goes out at once."""
+        channel = msg.get("channel")
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            body = json.loads(msg.get("data") or b"{}")
+        except (TypeError, ValueError):
+            log.warning("bad message on %s dropped", channel)
+            return
+        if not isinstance(body, dict):
+            return
+        if channel == GPS_SUMMARY_CHANNEL:
+            for item in wall.summary_for_screen(body, self.ctx):
+                pending[item["device"]] = item
+        elif channel == GPS_ALARMS_CHANNEL:
+            self.sio.emit("alarm", {"alarm": body, "tk": wall.alarm_item(body)}, to=WALL_ROOM)
+            self.stats["alarms"] += 1
+
+    def emit_vehicles(self, items: list[dict]) -> None:
+        self.sio.emit("vehicles", {"devices": items, "ts": int(time.time() * 1000)}, to=WALL_ROOM)
+        self.stats["vehicle_batches"] += 1
 
     # --- the panel summaries -----------------------------------------------------------------
     def _summary_loop(self) -> None:

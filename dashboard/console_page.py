@@ -21,7 +21,7 @@ from backend.domain import lifecycle
 from backend.services import cases, errors
 from backend.services.context import Context, current
 from dashboard import security, uploads
-from dashboard.map_layers import case_map, fit_store, register_fit
+from dashboard.map_layers import case_map, fit_store, register_fit, vehicle_controls
 
 # Actions the console offers, in display order; the service decides which are allowed now.
 CENTRE_ACTIONS = ("register", "dispatch", "supervise", "approve_postpone", "reject_postpone", "approve_return",
@@ -80,7 +80,8 @@ def layout():
             ]),
         ]),
         html.Main(className="console-grid", children=[
-            html.Section(className="panel console-map", children=[fit_store(ctx), case_map(ctx)]),
+            html.Section(className="panel console-map", children=[fit_store(ctx), case_map(ctx),
+                                                                          vehicle_controls()]),
             html.Section(className="panel console-queue", children=[
                 html.Div(className="queue-head", children=[
                     dcc.Dropdown(id="queue-filter", options=[{"label": zh, "value": v} for v, zh in filters],
@@ -103,6 +104,7 @@ def layout():
                     html.Div(id="act-photo-list", className="act-photo-list"),
                     html.Div(id="act-buttons", className="act-buttons"),
                     html.Div(id="act-result", className="act-result", role="status"),
+                    html.Div(id="cam-result", className="act-result", role="status"),
                 ]),
             ]),
         ]),
@@ -190,7 +192,75 @@ def detail_view(case: dict, user: security.SessionUser) -> list:
             html.Span(str(note), className="tl-note"),
         ]))
     rows.append(html.Ol(items, className="timeline"))
+    if case.get("lat") is not None and case.get("lon") is not None:
+        if not user.is_department and "dispatch" in (case.get("allowed_actions") or []):
+            rows.insert(3, units_view(case))
+        rows.insert(3, cameras_view(case))
     return rows
+
+
+CAMERA_RADIUS_M = 500.0
+NEAREST_UNITS = 5
+
+
+def cameras_view(case: dict) -> html.Div:
+    """周边视频: the cameras within CAMERA_RADIUS_M of the case; watch one, attach its picture as evidence
+    (取证), or report a new case from it (视频上报, class and the note as description)."""
+    from backend.services import cameras
+
+    near = cameras.list_cameras((case["lat"], case["lon"]), CAMERA_RADIUS_M)
+    near = [c for c in near if c["status"] == "active"][:8]
+    head = html.Div(f"周边视频（{int(CAMERA_RADIUS_M)} 米内 {len(near)} 路）", className="d-sub")
+    if not near:
+        return html.Div(id="case-cameras", className="d-cameras", children=[head, html.Div("附近没有摄像头",
+                                                                                           className="muted")])
+    ctx = current()
+    classes = [{"label": f"{cl.key} {cl.name}", "value": cl.key} for cl in ctx.catalog.classes]
+    items = []
+    for c in near:
+        items.append(html.Div(className="cam-row", **{"data-camera": str(c["id"])}, children=[
+            html.Span(c["name"], className="cam-name"),
+            html.Span(f"{c['distance_m']:.0f} 米", className="cam-dist"),
+            html.Button("观看", className="btn cam-watch", n_clicks=0,
+                        **{"data-watch-camera": str(c["id"]), "data-camera-name": c["name"]}),
+            html.Button("截图取证", id={"type": "cam-evidence", "index": c["id"]}, className="btn cam-evidence",
+                        n_clicks=0),
+            html.Button("视频上报", id={"type": "cam-report", "index": c["id"]}, className="btn cam-report",
+                        n_clicks=0),
+        ]))
+    return html.Div(id="case-cameras", className="d-cameras", children=[
+        head, *items,
+        html.Div(className="cam-report-class", children=[
+            html.Span("视频上报类别", className="muted-label"),
+            dcc.Dropdown(id="cam-class", options=classes, value=case.get("class_code"), clearable=False,
+                         className="act-dept")]),
+    ])
+
+
+def units_view(case: dict) -> html.Div:
+    """就近调度: the nearest available units to the case, with straight distance and ETA."""
+    from backend.services import gps
+
+    try:
+        units = gps.nearest(case["lat"], case["lon"], available=True, limit=NEAREST_UNITS)
+    except errors.ServiceError as exc:
+        return html.Div(exc.message, className="error")
+    except Exception:  # the position store is down: dispatching still works without it
+        return html.Div("定位服务暂不可用", className="muted")
+    head = html.Div(f"就近可派单位（{len(units)}）", className="d-sub")
+    if not units:
+        return html.Div(id="nearest-units", className="d-units", children=[head, html.Div("附近没有可用单位",
+                                                                                         className="muted")])
+    rows = []
+    for u in units:
+        rows.append(html.Div(className="unit-row", **{"data-device": u["device"]}, children=[
+            html.Span(u.get("plate") or u.get("name") or u["device"], className="unit-name"),
+            html.Span("人员" if u["type"] == "person" else u["type"], className="unit-type"),
+            html.Span(u.get("department") or "", className="unit-dept"),
+            html.Span(f"{u['distance_m']:.0f} 米", className="unit-dist"),
+            html.Span(f"约 {max(1, round(u['eta_s'] / 60))} 分钟", className="unit-eta"),
+        ]))
+    return html.Div(id="nearest-units", className="d-units", children=[head, *rows])
 
 
 def action_buttons(case: dict, user: security.SessionUser) -> list:
@@ -312,4 +382,38 @@ def create(server: Flask, ctx: Context, assets_folder: str) -> Dash:
         msg = f"{lifecycle.ACTIONS[action].zh}成功：{case['case_number']} → {case['status_zh']}"
         return html.Span(msg, className="ok"), (acted or 0) + 1, "", [], []
 
+    @app.callback(Output("cam-result", "children"), Output("console-acted", "data", allow_duplicate=True),
+                  Input({"type": "cam-evidence", "index": ALL}, "n_clicks"),
+                  Input({"type": "cam-report", "index": ALL}, "n_clicks"),
+                  State("console-selected", "data"), State("act-note", "value"), State("cam-class", "value"),
+                  State("console-acted", "data"), prevent_initial_call=True)
+    def _camera_action(ev_clicks, rep_clicks, selected, note, class_code, acted):
+        user = security.session_user()
+        trig = dash.ctx.triggered_id
+        if user is None or not trig or selected is None or not any((ev_clicks or []) + (rep_clicks or [])):
+            raise PreventUpdate
+        return camera_action(user, trig["type"], int(trig["index"]), int(selected), note, class_code, acted)
+
     return app
+
+
+def camera_action(user: security.SessionUser, kind: str, camera_id: int, case_id: int, note: str | None,
+                  class_code: str | None, acted: int | None) -> tuple:
+    """取证 (the camera's picture attached to the case) or 视频上报 (a new case from the camera)."""
+    from backend.services import cameras
+
+    token = security.viewing_token() or None
+    try:
+        if kind == "cam-evidence":
+            case = cameras.attach_snapshot(case_id, camera_id, user.actor, token)
+            msg = f"已截图取证：{case['case_number']}（{len(case.get('photos') or [])} 张照片）"
+        else:
+            desc = (note or "").strip()
+            if not desc:
+                raise errors.BadInput("请在意见栏填写问题描述（description is required）")
+            case = cameras.report_from_camera(camera_id, {"class_code": class_code, "description": desc},
+                                              user.actor, token)
+            msg = f"视频上报成功：{case['case_number']}"
+    except errors.ServiceError as exc:
+        return html.Span(exc.message, className="error"), dash.no_update
+    return html.Span(msg, className="ok", **{"data-case": str(case["id"])}), (acted or 0) + 1

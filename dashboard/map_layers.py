@@ -50,14 +50,23 @@ def case_map(ctx: Context, map_id: str = "case-map", layer_prefix: str = "/wall/
         dl.GeoJSON(id="case-layer", data=EMPTY, cluster=True, pointToLayer=fn("pointToLayer"),
                    clusterToLayer=fn("clusterToLayer"), zoomToBoundsOnClick=True,
                    superClusterOptions={"radius": 56, "maxZoom": 16}),
-        dl.LayerGroup(id="vehicle-layer"),   # GPS issue: vehicles and staff
-        dl.LayerGroup(id="camera-layer"),    # video issue: cameras
+        dl.GeoJSON(id="incident-layer", data=EMPTY, style=fn("incidentStyle"), pointToLayer=fn("incidentToLayer")),
+        dl.GeoJSON(id="vehicle-track", data=EMPTY, style=fn("trackStyle"), interactive=False),
+        dl.GeoJSON(id="camera-layer", data=EMPTY, pointToLayer=fn("cameraToLayer")),
+        dl.GeoJSON(id="vehicle-layer", data=EMPTY, pointToLayer=fn("vehicleToLayer")),
     ]
     center = [(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2]
     # center and zoom are required by dash-leaflet's viewport tracking; the viewport then fits the district
     return dl.Map(id=map_id, children=children, center=center, zoom=12.5, zoomSnap=0.25, zoomControl=False,
                   attributionControl=False, minZoom=11, maxZoom=19, className="cw-map",
                   style={"width": "100%", "height": "100%"})
+
+
+def vehicle_controls():
+    """The vehicle layer's filters (department, type) and the followed vehicle: filled by the screen."""
+    from dash import html
+
+    return html.Div(id="vehicle-controls", className="veh-controls")
 
 
 def fit_store(ctx: Context) -> dcc.Store:

@@ -46,7 +46,9 @@ def wall_state():
     from backend import realtime
 
     bridge = realtime.bridge()
-    return json_response(wall.state(summary=bridge.fresh_summary() if bridge else None))
+    st = wall.state(summary=bridge.fresh_summary() if bridge else None)
+    st["video"] = security.video_settings()
+    return json_response(st)
 
 
 @bp.get("/wall/api/cases/<case_id>")
@@ -65,6 +67,36 @@ def wall_layer(name: str):
         with _layers_lock:
             _layers[name] = hit
     return json_response(json.loads(hit[1]), cache="private, max-age=300")
+
+
+@bp.get("/wall/api/vehicles")
+def wall_vehicles():
+    """Vehicles and field staff with their latest positions (the vehicle layer's initial state)."""
+    return json_response(wall.vehicles())
+
+
+@bp.get("/wall/api/vehicles/<ref>/track")
+def wall_vehicle_track(ref: str):
+    """The last hour of one vehicle (轨迹), as a GeoJSON line."""
+    return json_response(wall.vehicle_track(ref))
+
+
+@bp.get("/wall/api/cameras")
+def wall_cameras():
+    """The cameras (视频点位) in display coordinates, for the camera layer and the video wall's lists."""
+    from backend.services import cameras
+
+    out = []
+    for c in cameras.list_cameras():
+        lat, lon = wall.display_point(c["lat"], c["lon"])
+        out.append({"id": c["id"], "name": c["name"], "lat": lat, "lon": lon, "status": c["status"]})
+    return json_response({"cameras": out})
+
+
+@bp.get("/wall/api/emergency")
+def wall_emergency():
+    """The incident holding the wall (应急模式), or {"incident": null}."""
+    return json_response(wall.emergency_view())
 
 
 @bp.get("/wall/api/components")
@@ -99,6 +131,7 @@ def console_state():
     if dept is not None:  # a department sees its own cases and nothing of the others
         st["ticker"] = []
         st.pop("ranking", None)
+    st["video"] = security.video_settings()
     return json_response(st)
 
 

@@ -144,6 +144,27 @@ def socket_identity(auth: dict | None) -> dict | None:
     return {"kind": "wall", "department_id": None}
 
 
+def viewing_token() -> str:
+    """The token a screen shows to the streams service (观看令牌): none on the open wall; the screen
+    token on a token wall; else a login token of the signed-in user (the streams verifier accepts both)."""
+    from backend.services import auth
+
+    cfg = current().config
+    user = session_user()
+    if user is not None and (cfg.wall_access != "open" or not cfg.demo):
+        row = _user_row(user.actor.username)
+        return auth._serializer().dumps({"u": row.username, "v": row.token_version})
+    if cfg.wall_access in ("open", "token") and cfg.screen_token:
+        return cfg.screen_token  # an open wall shows what the screen token opens anyway
+    return ""
+
+
+def video_settings() -> dict:
+    """Where the screen's browser finds the streams service and which token it sends (same host)."""
+    cfg = current().config
+    return {"port": cfg.streams_port, "token": viewing_token()}
+
+
 def _safe_next(target: str | None) -> str:
     if not target:
         return "/console/"

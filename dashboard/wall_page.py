@@ -6,12 +6,14 @@ Socket.IO and fills the panels through `dash_clientside.set_props`; no panel pol
 """
 from __future__ import annotations
 
+import json
+
 from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 from flask import Flask
 
 from backend.services.context import Context
 from dashboard.labels import label
-from dashboard.map_layers import case_map, fit_store, register_fit
+from dashboard.map_layers import case_map, district_bounds, fit_store, register_fit, vehicle_controls
 
 KPIS = [("kpi-reported", "今日上报", "Reported today", "件"),
         ("kpi-registered", "今日立案", "Registered", "件"),
@@ -84,26 +86,55 @@ def layout(ctx: Context) -> html.Div:
     ])
     ticker = panel("event-ticker", "实时动态", "Live events",
                    [html.Div(id="event-ticker-list", className="tk-list")], "ticker")
-    video = panel("video-wall", "视频监控", "Video", [html.Div(id="video-wall-tiles", className="video-tiles",
-                                                             children=[label("视频接入中", "Video pending",
-                                                                             className="video-empty")])])
+    video = video_panel()
     map_panel = html.Section(id="map-panel", className="panel map-panel", children=[
-        fit_store(ctx), case_map(ctx),
+        fit_store(ctx), case_map(ctx), vehicle_controls(),
+        html.Div(id="map-home", hidden=True, **{"data-bounds": json.dumps(district_bounds(ctx))}),
         html.Div(className="map-legend", children=[
             html.Span(className="lg lg-new"), label("待立案", "To register"),
             html.Span(className="lg lg-disp"), label("处置中", "Handling"),
             html.Span(className="lg lg-chk"), label("待核查", "Checking"),
             html.Span(className="lg lg-warn"), label("预警", "80% used"),
             html.Span(className="lg lg-over"), label("超期", "Overdue"),
+            html.Span(className="lg lg-veh"), label("车辆", "Vehicles"),
+            html.Span(className="lg lg-stale"), label("定位过时", "Stale"),
+            html.Span(className="lg lg-cam"), label("视频", "Camera"),
         ]),
     ])
     return html.Div(id="wall-root", className="wall", children=[
         header, kpi_bar(),
         html.Main(className="wall-grid", children=[
-            html.Div(className="col col-left", children=[sla, ranking]),
+            html.Div(className="col col-left", children=[sla, ranking, emergency_panel()]),
             html.Div(className="col col-mid", children=[map_panel, ticker]),
             html.Div(className="col col-right", children=[trend, video]),
         ]),
+    ])
+
+
+VIDEO_LAYOUTS = [(1, "1"), (4, "2×2"), (9, "3×3"), (16, "4×4")]
+
+
+def video_panel() -> html.Section:
+    """The video wall (视频墙): 1, 2×2, 3×3 or 4×4 tiles, each a <video> the screen runtime fills
+    (assets/citywall-video.js); the tiles' node is left to it (no Dash children)."""
+    buttons = [html.Button(text, className="vw-layout", **{"data-layout": str(n)}) for n, text in VIDEO_LAYOUTS]
+    return html.Section(id="video-wall", className="panel", children=[
+        html.Header(className="panel-head vw-head", children=[
+            label("视频监控", "Video", className="panel-title"),
+            html.Span(id="video-wall-note", className="vw-note"),
+            html.Div(className="vw-layouts", children=buttons)]),
+        html.Div(className="panel-body", children=[html.Div(id="video-wall-tiles", className="video-tiles")]),
+    ])
+
+
+def emergency_panel() -> html.Section:
+    """应急指挥 (emergency mode): the incident, units en route, tasks with countdowns, the timeline.
+    Hidden until an incident takes the wall; filled by assets/citywall-emergency.js."""
+    return html.Section(id="emergency-panel", className="panel emergency-panel", children=[
+        html.Header(className="panel-head em-head", children=[
+            label("应急指挥", "Emergency command", className="panel-title"),
+            html.Span(id="emergency-title", className="em-title")]),
+        html.Div(id="emergency-body", className="panel-body em-body"),
     ])
 
 

@@ -378,3 +378,134 @@ def events_after(event_id: int, limit: int = 5000) -> list[dict]:
         rows = conn.execute(select(EVENTS).where(and_(e.id > event_id, e.case_id.is_not(None)))
                             .order_by(e.id).limit(limit)).all()
     return [event_message(r) for r in rows]
+
+
+# --- vehicles and field staff (车辆与人员), cameras, emergency mode -----------------------------
+
+VEHICLE_FIELDS = ("id", "device", "kind", "name", "plate", "type", "department_id", "department", "speed",
+                  "heading", "state", "online", "busy")
+
+
+def display_vehicle(v: dict, ctx: Context | None = None) -> dict:
+    """A live position (`services.gps.vehicles()` item) as the wall keeps it: display coordinates, ms."""
+    ctx = ctx or current()
+    out = {k: v.get(k) for k in VEHICLE_FIELDS}
+    out["lat"], out["lon"] = display_point(v["lat"], v["lon"], ctx)
+    out["t"] = epoch_ms(v.get("time"))
+    return out
+
+
+def vehicles() -> dict:
+    """Every registered vehicle and phone that has reported, with its latest position (实时位置)."""
+    from backend.services import gps
+
+    ctx = current()
+    items = [display_vehicle(v, ctx) for v in gps.vehicles()]
+    return {"vehicles": items, "stale_after_ms": int(gps.STALE_AFTER_S * 1000),
+            "offline_after_ms": int(getattr(gps, "OFFLINE_AFTER_S", 300) * 1000),
+            "departments": {str(k): v["name"] for k, v in ctx.departments.items()}}
+
+
+def summary_for_screen(message: dict, ctx: Context | None = None) -> list[dict]:
+    """The devices of one `citywall:gps:summary` message, in display coordinates (bad items dropped)."""
+    ctx = ctx or current()
+    out = []
+    for d in message.get("devices") or []:
+        try:
+            lat, lon = display_point(float(d["lat"]), float(d["lon"]), ctx)
+        except (KeyError, TypeError, ValueError):
+            continue
+        out.append({"device": str(d.get("device")), "lat": lat, "lon": lon, "speed": d.get("speed"),
+                    "heading": d.get("heading"), "state": d.get("status"), "t": epoch_ms(d.get("time"))})
+    return out
+
+
+def vehicle_track(ref: str) -> dict:
+    """A device's last hour (轨迹回放) as a GeoJSON line in display coordinates."""
+    from backend.services import gps
+
+    ctx = current()
+    tr = gps.track(ref)
+    coords = []
+    for p in tr["points"]:
+        lat, lon = display_point(p["lat"], p["lon"], ctx)
+        coords.append([lon, lat])
+    return {"device": tr["device"]["device"], "id": tr["device"]["id"], "count": tr["count"],
+            "track": {"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
+                      "properties": {"device": tr["device"]["device"]}}}
+
+
+def alarm_item(alarm: dict) -> dict:
+    """A 上岗履职 alarm (`citywall:gps:alarms`) as a ticker line."""
+    who = alarm.get("person") or alarm.get("plate") or alarm.get("device") or ""
+    raised = alarm.get("state") != "cleared"
+    return {"e": f"alarm-{alarm.get('id')}-{alarm.get('state')}", "a": "alarm" if raised else "alarm_cleared",
+            "at": epoch_ms(alarm.get("time")) or epoch_ms(datetime.now(timezone.utc)),
+            "n": _short(who), "cls": _short(alarm.get("kind_zh") or alarm.get("kind") or ""),
+            "dept": None, "text": _short(alarm.get("message") or alarm.get("shift_name") or ""), "cid": None}
+
+
+def _active_conference(incident_id: int) -> dict | None:
+    """The incident's conference room with someone in it (会商进行中), newest first."""
+    from backend.services import conferences
+
+    rooms = conferences.list_rooms(lifecycle.Actor("wall", "leader"), {"incident_id": str(incident_id)})["items"]
+    for room in rooms:
+        full = conferences.get(room["id"])
+        if full.get("present"):
+            return {"room": str(room["id"]), "title": room["title"], "present": full["present"]}
+    return None
+
+
+def _display_feature(feature: dict, ctx: Context) -> dict:
+    return display_geojson({"type": "FeatureCollection", "features": [feature]}, ctx)["features"][0]
+
+
+def emergency_view() -> dict:
+    """What the wall shows in emergency mode (应急模式): the incident holding the wall, or None.
+
+    The incident's perimeter, units (ETAs), cameras and position are in display coordinates; times of
+    tasks are epoch ms so the screen counts down by itself.
+    """
+    from backend.services import emergency
+
+    ctx = current()
+    view = emergency.active_view(timeline_last=30)
+    inc = view.get("incident")
+    if inc is None:
+        return {"incident": None, "active": [i["id"] for i in view.get("incidents", [])]}
+    lat, lon = display_point(inc["lat"], inc["lon"], ctx)
+    units = []
+    for u in inc.get("units", []):
+        item = {"device": u.get("device"), "name": u.get("name"), "type": u.get("unit_type"),
+                "status": u.get("status"), "distance_m": u.get("distance_m"),
+                "eta_remaining_s": u.get("eta_remaining_s"), "eta_at": epoch_ms(u.get("eta_at"))}
+        if u.get("lat") is not None and u.get("lon") is not None:
+            item["lat"], item["lon"] = display_point(u["lat"], u["lon"], ctx)
+        units.append(item)
+    tasks = [{"id": t["id"], "code": t.get("code"), "title": t.get("title"), "status": t.get("status"),
+              "status_zh": t.get("status_zh"), "department": t.get("department_name"),
+              "deadline_at": epoch_ms(t.get("deadline_at")), "warn_at": epoch_ms(t.get("warn_at")),
+              "started_at": epoch_ms(t.get("started_at")), "overdue": t.get("overdue")}
+             for t in inc.get("tasks", [])]
+    timeline = [{"e": e["event_id"], "at": epoch_ms(e["at"]), "action": e["action"], "zh": e.get("action_zh"),
+                 "actor": e.get("actor"), "text": _short((e.get("payload") or {}).get("text")
+                                                         or (e.get("payload") or {}).get("note")
+                                                         or (e.get("payload") or {}).get("name") or "")}
+                for e in reversed(inc.get("timeline", []))]
+    cams = []
+    for c in inc.get("cameras", []):
+        clat, clon = display_point(c["lat"], c["lon"], ctx)
+        cams.append({"id": c["id"], "name": c["name"], "lat": clat, "lon": clon,
+                     "distance_m": c.get("distance_m")})
+    try:
+        conference = _active_conference(inc["id"])
+    except Exception:  # conferences are optional: the emergency view stands without them
+        conference = None
+    return {"incident": {
+        "id": inc["id"], "title": inc.get("title"), "type_zh": inc.get("type_zh"), "level": inc.get("level"),
+        "level_zh": inc.get("level_zh"), "status": inc.get("status"), "address": inc.get("address"),
+        "lat": lat, "lon": lon, "activated_at": epoch_ms(inc.get("activated_at")),
+        "perimeter": _display_feature(inc["perimeter"], ctx), "units": units, "tasks": tasks,
+        "timeline": timeline, "cameras": cams, "conference": conference,
+        "plan": (inc.get("plan") or {}).get("name")}, "active": [i["id"] for i in view.get("incidents", [])]}

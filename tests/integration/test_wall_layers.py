@@ -1,0 +1,119 @@
+"""The wall's video, vehicle and emergency feeds on the web app (SQLite + the real Redis).
+
+What screens rely on: the state says where the streams service is and which token to show it; the
+camera, vehicle, track and emergency routes answer in display coordinates; bus events of incidents
+reach the screens as incident notices; GPS summaries are coalesced by device and bad ones dropped.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from backend import realtime
+from backend.services import cameras, gps
+from backend.services.context import Context
+from backend.web import create_app
+from tests import support
+
+
+@pytest.fixture
+def app(sqlite_store):
+    application = create_app(sqlite_store)
+    application.config["TESTING"] = True
+    yield application
+    if realtime.bridge() is not None:
+        realtime.bridge().stop()
+
+
+def test_state_tells_the_screen_where_the_streams_service_is(app, sqlite_store):
+    st = app.test_client().get("/wall/api/state").get_json()
+    assert st["video"]["port"] == sqlite_store.config.streams_port
+    assert st["video"]["token"] == ""  # the open demo wall needs none
+
+
+def test_token_wall_shows_its_screen_token_to_the_streams_service(tmp_path, sqlite_store):
+    cfg = support.make_config(tmp_path, sqlite_store.config.effective_database_url, sqlite_store.config.redis_url,
+                              wall_access="token", screen_token="hall-secret")
+    ctx = Context.from_config(cfg)
+    try:
+        c = create_app(ctx).test_client()
+        assert c.get("/wall/api/cameras").status_code == 401
+        assert c.get("/wall/api/emergency").status_code == 401
+        assert c.get("/wall/api/state?token=hall-secret").get_json()["video"]["token"] == "hall-secret"
+    finally:
+        ctx.outbox.stop()
+        ctx.close()
+
+
+def test_cameras_vehicles_and_tracks_for_the_map(app, sqlite_store):
+    c = app.test_client()
+    lat, lon = support.inside(1, 1)
+    cam = cameras.create({"name": "东单路口", "lat": lat, "lon": lon, "source": "rtsp://user:pw@10.0.0.9/cam"})
+    listed = c.get("/wall/api/cameras").get_json()["cameras"]
+    assert listed == [{"id": cam["id"], "name": "东单路口", "lat": lat, "lon": lon, "status": "active"}]
+    assert "source" not in json.dumps(listed)  # an RTSP URL may carry a password
+    dev = gps.create_device({"protocol": "osmand", "identifier": "insp-07", "kind": "vehicle", "plate": "京A00007",
+                             "vehicle_type": "巡查车"})
+    now = datetime.now(timezone.utc)
+    sqlite_store.redis.hset("citywall:gps:last", dev["device"], json.dumps({
+        "device": dev["device"], "time": now.isoformat().replace("+00:00", "Z"), "ts": now.timestamp(), "lat": lat,
+        "lon": lon, "speed": 12.0, "heading": 45.0, "state": "moving", "received": now.timestamp()}))
+    body = c.get("/wall/api/vehicles").get_json()
+    assert body["stale_after_ms"] == 120_000
+    (v,) = body["vehicles"]
+    assert (v["device"], v["plate"], v["type"], v["lat"], v["lon"], v["heading"]) == \
+        (dev["device"], "京A00007", "巡查车", lat, lon, 45.0)
+    assert abs(v["t"] - now.timestamp() * 1000) < 1000 and v["online"] is True
+    track = c.get(f"/wall/api/vehicles/{dev['id']}/track").get_json()
+    assert track["track"]["geometry"]["type"] == "LineString"
+    assert c.get("/wall/api/vehicles/99999/track").status_code == 404
+
+
+def test_emergency_view_is_empty_without_an_incident(app):
+    assert app.test_client().get("/wall/api/emergency").get_json()["incident"] is None
+
+
+def test_incident_events_reach_screens_as_notices(sqlite_store):
+    ev = {"event_id": 41, "type": "incident.mode", "action": "mode", "case_id": None, "at": "2026-11-26T06:00:00Z",
+          "payload": {"on": False}, "case": None, "incident_id": 3,
+          "incident": {"id": 3, "title": "内涝", "status": "active", "wall_mode": False}}
+    out = realtime.event_for_screen(ev, sqlite_store)
+    assert out["c"] is None and "tk" not in out
+    assert out["inc"] == {"id": 3, "a": "mode", "status": "active", "wall_mode": False}
+    activated = realtime.event_for_screen(dict(ev, type="incident.activated", action="activated"), sqlite_store)
+    assert activated["tk"]["a"] == "incident" and activated["tk"]["cls"] == "内涝"
+
+
+class FakeSio:
+    def __init__(self):
+        self.sent: list[tuple] = []
+
+    def emit(self, event, data, to=None):
+        self.sent.append((event, data, to))
+
+
+def test_gps_summaries_are_coalesced_by_device_and_alarms_go_out_at_once(sqlite_store):
+    sio = FakeSio()
+    bridge = realtime.Bridge(sqlite_store, sio)
+    pending: dict = {}
+
+    def summary(devices):
+        return {"channel": b"citywall:gps:summary", "data": json.dumps({"devices": devices}).encode()}
+
+    bridge.take_gps_message(summary([{"device": "a", "lat": 39.9, "lon": 116.4, "time": "2026-11-26T06:00:00Z"},
+                                     {"device": "b", "lat": 39.8, "lon": 116.3}]), pending)
+    bridge.take_gps_message(summary([{"device": "a", "lat": 39.95, "lon": 116.45, "heading": 90},
+                                     {"device": "bad", "lat": "north"}]), pending)
+    bridge.take_gps_message({"channel": "citywall:gps:summary", "data": b"{not json"}, pending)
+    assert set(pending) == {"a", "b"} and pending["a"]["lat"] == 39.95 and pending["a"]["heading"] == 90
+    assert sio.sent == []  # positions wait for the next once-a-second batch
+    bridge.emit_vehicles(list(pending.values()))
+    (name, data, room), = sio.sent
+    assert name == "vehicles" and room == realtime.WALL_ROOM and len(data["devices"]) == 2
+    bridge.take_gps_message({"channel": b"citywall:gps:alarms", "data": json.dumps({
+        "type": "duty_alarm", "state": "raised", "id": 5, "kind_zh": "无信号", "person": "insp001",
+        "time": "2026-11-26T06:00:00Z", "message": "10 分钟无定位"})}, pending)
+    name, data, room = sio.sent[-1]
+    assert name == "alarm" and data["tk"]["a"] == "alarm" and data["tk"]["cls"] == "无信号"
