@@ -20,7 +20,8 @@ from flask import Flask, has_request_context
 from backend.domain import lifecycle
 from backend.services import cases, errors
 from backend.services.context import Context, current
-from dashboard import security, uploads
+from backend.services import uploads
+from dashboard import security
 from dashboard.map_layers import case_map, fit_store, register_fit, vehicle_controls
 
 # Actions the console offers, in display order; the service decides which are allowed now.

@@ -6,11 +6,12 @@ import json
 import threading
 import time
 
-from flask import Blueprint, Response, redirect, request, send_file
+from flask import Blueprint, Response, redirect, request
 from markupsafe import escape
 
 from backend.services import errors, wall
-from dashboard import security, uploads
+from backend.services import uploads
+from dashboard import security
 
 bp = Blueprint("screens", __name__)
 
@@ -143,15 +144,6 @@ def console_photo():
     if f is None:
         raise errors.BadInput("send the image as the multipart field 'photo'")
     return json_response({"url": uploads.save_photo(f.read(uploads.MAX_PHOTO_BYTES + 1))}, status=201)
-
-
-@bp.get("/console/uploads/<name>")
-def console_upload(name: str):
-    path, mime = uploads.photo_path(name)
-    resp = send_file(path, mimetype=mime, max_age=3600)
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Content-Security-Policy"] = "default-src 'none'"
-    return resp
 
 
 LOGIN_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · 指挥大厅控制台</title>

@@ -152,8 +152,7 @@ def viewing_token() -> str:
     cfg = current().config
     user = session_user()
     if user is not None and (cfg.wall_access != "open" or not cfg.demo):
-        row = _user_row(user.actor.username)
-        return auth._serializer().dumps({"u": row.username, "v": row.token_version})
+        return auth.token_for_user(user.actor.username)
     if cfg.wall_access in ("open", "token") and cfg.screen_token:
         return cfg.screen_token  # an open wall shows what the screen token opens anyway
     return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, send_file
 
 from backend.api.common import current_actor, json_body, login_required, path_id
-from backend.services import cameras, errors
+from backend.services import cameras, errors, uploads
 
 bp = Blueprint("cameras", __name__)
 
@@ -63,8 +63,19 @@ def report(camera_id: str):
 
 @bp.get("/files/<name>")
 def uploaded_file(name: str):
-    current_actor()
-    return send_file(cameras.upload_path(name), max_age=3600)
+    """A stored photo: for a bearer token, or for a signed-in console session (so the console can show it)."""
+    if not request.headers.get("Authorization"):
+        from dashboard.security import session_user
+
+        if session_user() is None:
+            raise errors.Unauthorized("sign in first", code="no_token")
+    else:
+        current_actor()
+    path, mime = uploads.photo_path(name)
+    resp = send_file(path, mimetype=mime, max_age=3600)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = "default-src 'none'"
+    return resp
 
 
 @bp.post("/cases/<case_id>/evidence")

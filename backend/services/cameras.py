@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import math
-import secrets
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
 from backend.domain.coords import distance_m
 from backend.domain.lifecycle import Actor
-from backend.services import cases, errors
+from backend.services import cases, errors, uploads
 from backend.services.context import current
 from backend.store import models as m
 
@@ -128,28 +126,10 @@ def snapshot(camera_id: int, token: str | None = None, timeout: float = 8.0) -> 
     return data
 
 
-def save_photo(data: bytes, suffix: str = ".jpg") -> str:
-    """Keep a photo under the data dir; returns its reference (served at /api/v1/files/<name>)."""
-    folder = current().config.data_dir / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{secrets.token_hex(6)}{suffix}"
-    (folder / name).write_bytes(data)
-    return f"/api/v1/files/{name}"
-
-
-def upload_path(name: str) -> Path:
-    if "/" in name or "\\" in name or name.startswith("."):
-        raise errors.NotFound("no such file")
-    path = current().config.data_dir / "uploads" / name
-    if not path.is_file():
-        raise errors.NotFound("no such file")
-    return path
-
-
 def report_from_camera(camera_id: int, data: dict, actor: Actor, token: str | None = None) -> dict:
     """上报 from video surveillance (视频监控): a new case at the camera, its snapshot as the photo."""
     cam = get(camera_id)
-    photo = save_photo(snapshot(camera_id, token))
+    photo = uploads.save_photo(snapshot(camera_id, token))
     body = {"lat": cam["lat"], "lon": cam["lon"], "source": "video",
             "address": data.get("address") or cam["name"], "photos": [photo]}
     body.update({k: data[k] for k in ("class_code", "kind", "description", "urgency") if k in data})
@@ -159,5 +139,5 @@ def report_from_camera(camera_id: int, data: dict, actor: Actor, token: str | No
 def attach_snapshot(case_id: int, camera_id: int, actor: Actor, token: str | None = None) -> dict:
     """取证: the camera's picture now, attached to the case as evidence."""
     cam = get(camera_id)
-    photo = save_photo(snapshot(camera_id, token))
+    photo = uploads.save_photo(snapshot(camera_id, token))
     return cases.add_evidence(case_id, photo, actor, note=f"视频截图: {cam['name']}")

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import redis
+import redis as redis_lib
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -32,7 +32,7 @@ class Context:
     engine: Engine
     catalog: Catalog
     calendar: WorkCalendar
-    _redis: redis.Redis | None = None
+    _redis: redis_lib.Redis | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _grid_index: GridIndex | None = None
     _responsibilities: Responsibilities | None = None
@@ -53,7 +53,7 @@ class Context:
 
     # --- bus -------------------------------------------------------------------------------
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> redis_lib.Redis:
         with self._lock:
             if self._redis is None:
                 self._redis = bus.connect(self.config)

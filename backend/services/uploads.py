@@ -1,4 +1,4 @@
-"""Photos attached from the console (处置照片): images only, size-limited, stored under the data dir.
+"""Photos (照片): console uploads and camera snapshots; images only, size-limited, stored under the data dir.
 
 A file is accepted when its first bytes are a JPEG, PNG, GIF or WebP signature; it is stored under a
 random name with the extension of its real type, so nothing uploaded is ever served as HTML or script.
@@ -13,7 +13,7 @@ from backend.services import errors
 from backend.services.context import current
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
-URL_PREFIX = "/console/uploads/"
+URL_PREFIX = "/api/v1/files/"  # served to a bearer token or a console session
 _NAME = re.compile(r"^[A-Za-z0-9_-]{16,64}\.(jpg|png|gif|webp)$")
 MIME = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
 

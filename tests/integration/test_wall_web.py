@@ -130,7 +130,7 @@ def test_photo_upload_accepts_images_only(app):
     ok = c.post("/console/api/photos", headers=h, data={"photo": (__import__("io").BytesIO(PNG), "x.png")})
     assert ok.status_code == 201
     url = ok.get_json()["url"]
-    assert url.startswith("/console/uploads/") and url.endswith(".png")
+    assert url.startswith("/api/v1/files/") and url.endswith(".png")
     got = c.get(url)
     assert got.status_code == 200 and got.data == PNG and got.mimetype == "image/png"
     assert c.post("/console/api/photos", data={"photo": (__import__("io").BytesIO(PNG), "x.png")}).status_code == 403
