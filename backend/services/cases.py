@@ -29,8 +29,6 @@ from backend.store.groupcommit import on_commit, tx_state
 
 CASES = m.Case.__table__
 EVENTS = m.Event.__table__
-HEAD = m.AuditHead.__table__
-COUNTERS = m.Counter.__table__
 
 UNIT_SECONDS = {"work_hour": 3600.0, "urgent_hour": 3600.0, "work_day": 8 * 3600.0, "natural_day": 86400.0}
 CREATE_ROLES = {"inspector", "operator", "supervisor", "dispatcher", "leader", "admin", "system", "public"}
