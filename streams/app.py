@@ -8,6 +8,8 @@ Routes (all under /streams/v1):
   GET  /cameras/{id}/snapshot.jpg    one decoded frame as JPEG
   GET  /test.html, /webrtc-player.js a minimal viewer page for tests
   /conference/..., /conferences/...  video conferences (视频会商), see streams/conference/service.py
+                                     (their audio runs in a worker process the conference service
+                                     starts and restarts: streams/conference/audio_link.py)
 Errors are JSON {"error": {"code", "message", "details"}}.
 """
 from __future__ import annotations

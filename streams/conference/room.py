@@ -1,8 +1,9 @@
-"""One conference room (会商室) in the streams process: participants, layout, speaker, the MCU threads.
+"""One conference room (会商室) in the streams process: participants, layout, speaker, the compositor.
 
 A room exists from its first join and is closed by its owner (the service) after it stayed empty
-for a while. All methods run on the event loop; the compositor and mixer threads only read the
-immutable tile tuple and the audio inputs.
+for a while. All methods run on the event loop; the compositor thread only reads the immutable tile
+tuple. The room's audio lives in the audio worker process (`audio_worker.py`): the room tells it
+about mutes, removals and its end, and reads the voice levels it reports for the speaker tile.
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from typing import Callable
 from aiortc import RTCPeerConnection
 
 from streams.conference import layout as layouts
+from streams.conference.audio_link import AudioWorker
 from streams.conference.compositor import Compositor, Tile, TileSource
 from streams.conference.events import event
-from streams.conference.mixer import AudioMixer
-from streams.conference.tracks import ConferenceOutput, MixMinusTrack
+from streams.conference.tracks import ConferenceOutput
 from streams.relay import PacketTrack
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ class Participant:
     camera_id: int | None = None
     pc: RTCPeerConnection | None = None
     video_out: PacketTrack | None = None
-    audio_out: MixMinusTrack | None = None
     camera_track: PacketTrack | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     joined_at: float = field(default_factory=time.time)
@@ -55,7 +55,7 @@ class Participant:
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-        for track in (self.video_out, self.audio_out, self.camera_track):
+        for track in (self.video_out, self.camera_track):
             if track is not None:
                 track.stop()
         if self.pc is not None:
@@ -72,11 +72,12 @@ def input_backlog(pc: RTCPeerConnection | None) -> int:
 
 
 class Room:
-    def __init__(self, room_id: str, publish: Callable[[dict], None], fps: int = 25,
+    def __init__(self, room_id: str, publish: Callable[[dict], None], audio: AudioWorker, fps: int = 25,
                  voice_switch: bool = True) -> None:
         self.id = room_id
         self.publish = publish
         self.voice_switch = voice_switch
+        self.audio = audio
         self.participants: dict[str, Participant] = {}
         self.layout = "speaker"
         self.pinned: str | None = None
@@ -91,9 +92,7 @@ class Room:
         self.compositor = Compositor(lambda packets: loop.call_soon_threadsafe(self.output.push, packets),
                                      fps=fps, name=room_id)
         self.output = ConferenceOutput(self.compositor.request_keyframe, fps=fps)
-        self.mixer = AudioMixer(self._deliver_audio, name=room_id)
         self.compositor.start()
-        self.mixer.start()
         self._watch = loop.create_task(self._watch_voices())
 
     # -- membership ----------------------------------------------------------------------------
@@ -111,7 +110,7 @@ class Room:
         if participant is None or (only is not None and participant is not only):
             return False
         del self.participants[pid]
-        self.mixer.remove(pid)
+        self.audio.command("remove", room=self.id, pid=pid)
         if self.pinned == pid:
             self.pinned = None
         if self.voice_speaker == pid:
@@ -165,25 +164,18 @@ class Room:
     def mute(self, pid: str, muted: bool, by: str | None = None) -> None:
         participant = self.participants[pid]
         participant.tile.muted = muted
-        audio = self.mixer.input(pid)
-        if audio is not None:
-            audio.muted = muted
+        self.audio.command("mute", room=self.id, pid=pid, muted=muted)
         self.publish(event("conference.mute" if muted else "conference.unmute", self.id, pid,
                            participant.name, by=by))
 
     # -- audio ---------------------------------------------------------------------------------
-    def _deliver_audio(self, pid: str, frame) -> None:  # mixer thread
-        participant = self.participants.get(pid)
-        if participant is not None and participant.audio_out is not None:
-            self._loop.call_soon_threadsafe(participant.audio_out.push, frame)
-
     async def _watch_voices(self) -> None:
         """The loudest voice takes the speaker tile (unless someone is pinned), at most every 2 s."""
         while True:
             await asyncio.sleep(0.5)
             if not self.voice_switch or self.pinned or len(self.participants) < 2:
                 continue
-            levels = self.mixer.levels()
+            levels = self.audio.room(self.id)["levels"]
             if not levels:
                 continue
             loudest = max(levels, key=levels.__getitem__)
@@ -200,6 +192,8 @@ class Room:
     def state(self) -> dict:
         rects = dict(self.tiles)
         speaker = self.speaker()
+        audio = self.audio.room(self.id)
+        connections = audio["participants"]
         return {
             "room": self.id,
             "layout": self.layout,
@@ -212,6 +206,7 @@ class Room:
                  "camera_id": p.camera_id, "frames_in": p.tile.frames_in,
                  "connection": p.pc.connectionState if p.pc else None,
                  "input_backlog": input_backlog(p.pc),
+                 "audio_connection": connections.get(p.pid, {}).get("connection"),
                  "tile": rects[p.pid].as_dict() if p.pid in rects else None}
                 for p in self.participants.values()
             ],
@@ -222,8 +217,8 @@ class Room:
                       "encode_ms": round(self.compositor.encode_ms, 2),
                       "late_frames": self.compositor.late_frames, "overflows": self.output.overflows,
                       "max_backlog": self.output.max_backlog()},
-            "audio": {"ticks": self.mixer.ticks, "mix_ms": round(self.mixer.mix_ms, 3),
-                      "levels": {k: round(v, 1) for k, v in self.mixer.levels().items()}},
+            "audio": {"ticks": audio["ticks"], "mix_ms": audio["mix_ms"], "levels": audio["levels"],
+                      "worker": self.audio.status()},
         }
 
     async def close(self) -> None:
@@ -235,7 +230,6 @@ class Room:
             await self.remove(pid, reason="closed")
         self.output.close()
         self.compositor.stop()
-        self.mixer.stop()
+        self.audio.command("close", room=self.id)
         await asyncio.to_thread(self.compositor.join, 2.0)
-        await asyncio.to_thread(self.mixer.join, 2.0)
         self.publish(event("conference.end", self.id, None, None))

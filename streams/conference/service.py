@@ -6,12 +6,19 @@ Routes (under /streams/v1):
   GET  /conferences                    active rooms (viewing token, like cameras)
   GET  /conferences/{room}             room state: participants, layout, tile geometry, video/audio stats
                                        (an invitation to the room, or a viewing token)
-  POST /conferences/{room}/join        {sdp, type, token} -> answer; sendrecv audio+video; 10/min per address
+  POST /conferences/{room}/join        {sdp, type, token} -> answer; sendrecv video; 10/min per address
+  POST /conferences/{room}/audio       {sdp, type, token} -> answer from the audio worker process:
+                                       sendrecv audio (own voice in, mix-minus out); after /join
   POST /conferences/{room}/leave       {token} (also from navigator.sendBeacon)
   POST /conferences/{room}/view        {sdp, type} -> answer; view-only composed video (viewing token)
   POST /conferences/{room}/control     {action, ...} with a leader's invitation (Authorization: Bearer)
 Control actions: mute / unmute / remove {participant}; layout {layout: speaker|grid};
 pin {participant} / unpin; add_camera {camera_id} (any camera of the directory, pid "camera-<id>").
+
+Video and audio run in separate processes: this (the streams) process decodes, composes and encodes
+the video; the audio worker it starts and supervises (`audio_link.AudioWorker`) terminates every
+participant's second, audio-only peer connection and mixes. An audio section in the /join offer is
+answered "inactive".
 """
 from __future__ import annotations
 
@@ -30,11 +37,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError
 
 from streams.auth import token_from
+from streams.conference.audio_link import AudioRefused, AudioUnavailable, AudioWorker
 from streams.conference.events import EventPublisher
-from streams.conference.mixer import to_mono
 from streams.conference.room import Participant, Room
 from streams.conference.tokens import Invitation, InvitationError, InvitationVerifier, RateLimiter
-from streams.conference.tracks import MixMinusTrack
 
 if TYPE_CHECKING:
     from streams.app import StreamsService
@@ -66,6 +72,7 @@ class ConferenceService:
         self.limiter = RateLimiter(settings.join_limit, 60.0)
         self.rooms: dict[str, Room] = {}
         self.events = EventPublisher(streams.settings.redis_url, streams.settings.redis_socket)
+        self.audio_worker = AudioWorker()
         self._reaper: asyncio.Task | None = None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -150,6 +157,11 @@ class ConferenceService:
         self.authorize_viewer(request, room_id)
         return web.json_response(self.existing_room(room_id).state())
 
+    def body_invitation(self, data: dict, request: web.Request, room_id: str) -> Invitation:
+        token = data.get("token") if isinstance(data.get("token"), str) else token_from(request.headers,
+                                                                                         request.query)
+        return self.invitation(token, room_id)
+
     async def join(self, request: web.Request) -> web.Response:
         room_id = self.room_id(request)
         address = request.remote or ""
@@ -157,9 +169,7 @@ class ConferenceService:
             raise self.ApiError(429, "too_many_joins", f"at most {self.settings.join_limit} joins per minute "
                                 "per room from one address", {"limit": self.settings.join_limit})
         data = await self.read_json(request)
-        token = data.get("token") if isinstance(data.get("token"), str) else token_from(request.headers,
-                                                                                         request.query)
-        invitation = self.invitation(token, room_id)
+        invitation = self.body_invitation(data, request, room_id)
         sdp = self.offer_of(data)
         if "m=video" not in sdp and "m=audio" not in sdp:
             raise self.ApiError(400, "bad_offer", "the offer has neither audio nor video")
@@ -171,7 +181,8 @@ class ConferenceService:
             raise self.ApiError(409, "room_full", f"the room already has {self.settings.max_participants} "
                                 "participants", {"limit": self.settings.max_participants})
         if room is None:
-            room = Room(room_id, self.events.publish, self.settings.fps, self.settings.voice_switch)
+            room = Room(room_id, self.events.publish, self.audio_worker, self.settings.fps,
+                        self.settings.voice_switch)
             self.rooms[room_id] = room
         if invitation.pid in room.participants:  # a reload or a second device: the newest wins
             await room.remove(invitation.pid, reason="replaced")
@@ -195,10 +206,6 @@ class ConferenceService:
         def on_track(track) -> None:
             if track.kind == "video":
                 participant.tasks.append(asyncio.ensure_future(_read_video(track, participant)))
-            elif track.kind == "audio":
-                audio_in = room.mixer.add(participant.pid)
-                audio_in.muted = participant.muted
-                participant.tasks.append(asyncio.ensure_future(_read_audio(track, audio_in)))
 
         try:
             if "m=video" in sdp:
@@ -206,10 +213,10 @@ class ConferenceService:
                 video = pc.addTransceiver(participant.video_out, direction="sendrecv")
                 video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
                                            if c.mimeType == "video/H264"])
-            if "m=audio" in sdp:
-                participant.audio_out = MixMinusTrack()
-                pc.addTransceiver(participant.audio_out, direction="sendrecv")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":  # audio goes to the audio worker (POST .../audio)
+                    transceiver.direction = "inactive"
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as exc:
@@ -226,12 +233,34 @@ class ConferenceService:
                                   "room": room_id, "participant": participant.pid,
                                   "leader": participant.leader})
 
+    async def audio(self, request: web.Request) -> web.Response:
+        """A joined participant's audio-only offer, answered by the audio worker process."""
+        room_id = self.room_id(request)
+        data = await self.read_json(request)
+        invitation = self.body_invitation(data, request, room_id)
+        sdp = self.offer_of(data)
+        if "m=audio" not in sdp:
+            raise self.ApiError(400, "bad_offer", "the offer has no audio section")
+        room = self.existing_room(room_id)
+        participant = room.participants.get(invitation.pid)
+        if participant is None:
+            raise self.ApiError(409, "not_joined", "join the conference (POST .../join) before its audio")
+        try:
+            answer = await self.audio_worker.offer(room_id, invitation.pid, sdp, participant.muted)
+        except AudioRefused as exc:
+            raise self.ApiError(400, "bad_offer", f"cannot answer this offer: {exc}") from None
+        except AudioUnavailable as exc:
+            raise self.ApiError(503, "audio_unavailable", str(exc), {"retry_after": 1}) from None
+        if room.participants.get(invitation.pid) is not participant:  # left or replaced meanwhile
+            self.audio_worker.command("remove", room=room_id, pid=invitation.pid)
+            raise self.ApiError(409, "not_joined", "the participant left the conference")
+        return web.json_response({"sdp": answer["sdp"], "type": answer["type"], "room": room_id,
+                                  "participant": invitation.pid, "generation": self.audio_worker.generation})
+
     async def leave(self, request: web.Request) -> web.Response:
         room_id = self.room_id(request)
         data = await self.read_json(request)
-        token = data.get("token") if isinstance(data.get("token"), str) else token_from(request.headers,
-                                                                                         request.query)
-        invitation = self.invitation(token, room_id)
+        invitation = self.body_invitation(data, request, room_id)
         room = self.rooms.get(room_id)
         left = bool(room) and await room.remove(invitation.pid, reason="leave")
         return web.json_response({"left": left})
@@ -349,6 +378,7 @@ class ConferenceService:
 
     async def on_startup(self, app: web.Application) -> None:
         self.events.start()
+        self.audio_worker.start()
         self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -356,6 +386,7 @@ class ConferenceService:
             self._reaper.cancel()
         await asyncio.gather(*(room.close() for room in self.rooms.values()), return_exceptions=True)
         self.rooms.clear()
+        await self.audio_worker.stop()
         await self.events.close()
 
 
@@ -377,19 +408,6 @@ async def _read_video(track, participant: Participant) -> None:
     try:
         while True:
             participant.tile.put(await newest_frame(track))
-    except MediaStreamError:
-        return
-
-
-async def _read_audio(track, audio_in) -> None:
-    try:
-        while True:
-            frame = await track.recv()
-            try:
-                audio_in.push(to_mono(frame))
-            except ValueError as exc:
-                log.warning("conference audio dropped: %s", exc)
-                return
     except MediaStreamError:
         return
 
@@ -420,6 +438,7 @@ def add_routes(app: web.Application, conference: ConferenceService) -> None:
     r.add_get("/streams/v1/conferences", conference.list_rooms)
     r.add_get("/streams/v1/conferences/{room}", conference.state)
     r.add_post("/streams/v1/conferences/{room}/join", conference.join)
+    r.add_post("/streams/v1/conferences/{room}/audio", conference.audio)
     r.add_post("/streams/v1/conferences/{room}/leave", conference.leave)
     r.add_post("/streams/v1/conferences/{room}/view", conference.view)
     r.add_post("/streams/v1/conferences/{room}/control", conference.control)

@@ -4,12 +4,13 @@
         --participants 9 --warmup 5 --seconds 15
 
 Each participant sends 640x360 H.264 with a large timestamp barcode (the idea of streams/synthetic.py,
-with 12-pixel cells so it survives the down-scaling into a tile) and a 20 ms tone, and receives the
-composition and its mix-minus audio. To keep the load generator light, one encoder feeds every
-sender (the server still decodes each participant's stream separately) and only the first received
-video stream is decoded; the others only count assembled frames. The decoded one gives latency:
-time of decoding minus the barcode of the speaker tile. Prints "measuring" when the window starts
-and one JSON line at the end.
+with 12-pixel cells so it survives the down-scaling into a tile) and receives the composition over one
+peer connection (POST .../join), and sends a 20 ms tone and receives its mix-minus audio over a second,
+audio-only one (POST .../audio, answered by the audio worker process). To keep the load generator light,
+one encoder feeds every sender (the server still decodes each participant's stream separately) and only
+the first received video stream is decoded; the others only count assembled frames. The decoded one
+gives latency: time of decoding minus the barcode of the speaker tile. Prints "measuring" when the
+window starts and one JSON line at the end.
 """
 from __future__ import annotations
 
@@ -176,6 +177,8 @@ class Participant:
     def __init__(self, base: str, room: str, token: str, video: SenderTrack, audio: ToneTrack | None) -> None:
         self.base, self.room, self.token = base, room, token
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.audio_pc: RTCPeerConnection | None = None
+        self.audio_generation = 0
         self.video, self.audio = video, audio
         self.frames = 0
         self.audio_frames = 0
@@ -187,8 +190,6 @@ class Participant:
 
     async def join(self, session: aiohttp.ClientSession) -> None:
         self.pc.addTransceiver(self.video, direction="sendrecv")
-        if self.audio is not None:
-            self.pc.addTransceiver(self.audio, direction="sendrecv")
 
         @self.pc.on("track")
         def on_track(track) -> None:
@@ -202,6 +203,29 @@ class Participant:
             if resp.status != 200:
                 raise RuntimeError(f"join refused: {resp.status} {body}")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+        if self.audio is not None:
+            await self.connect_audio(session)
+
+    async def connect_audio(self, session: aiohttp.ClientSession) -> None:
+        """(Re)open the audio-only connection to the audio worker (after a join or a worker restart)."""
+        if self.audio_pc is not None:
+            await self.audio_pc.close()
+        pc = self.audio_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(self.audio, direction="sendrecv")
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            self.tasks.append(asyncio.ensure_future(self._consume(track)))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        async with session.post(f"{self.base}/streams/v1/conferences/{self.room}/audio",
+                                json={"sdp": pc.localDescription.sdp, "type": "offer",
+                                      "token": self.token}) as resp:
+            body = await resp.json()
+            if resp.status != 200:
+                raise RuntimeError(f"audio refused: {resp.status} {body}")
+        self.audio_generation = body["generation"]
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
 
     async def _consume(self, track) -> None:
         try:
@@ -230,6 +254,8 @@ class Participant:
         for task in self.tasks:
             task.cancel()
         await self.pc.close()
+        if self.audio_pc is not None:
+            await self.audio_pc.close()
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -260,21 +286,28 @@ async def run(base: str, secret: str, room: str, n: int, warmup: float, seconds:
         async with session.get(f"{base}/streams/v1/conferences/{room}",
                                headers={"Authorization": f"Bearer {people[0].token}"}) as resp:
             state = await resp.json()
+        frames_in = {p["pid"]: p["frames_in"] for p in state["participants"]}
         tile = state["tiles"][0]
         for person in people:
             person.tile = tile
             person.latency_ms.clear()
         print("measuring", flush=True)
         counters = [c for c in Counting.instances if c.kind == "video"]
+        sounds = [c for c in Counting.instances if c.kind == "audio"]
         before = [c.frames for c in counters] + [p.frames for p in people]
+        audio_before = [c.frames for c in sounds] + [p.audio_frames for p in people]
         start = time.monotonic()
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - start
         after = [c.frames for c in counters] + [p.frames for p in people]
+        audio_after = [c.frames for c in sounds] + [p.audio_frames for p in people]
         async with session.get(f"{base}/streams/v1/conferences/{room}",
                                headers={"Authorization": f"Bearer {people[0].token}"}) as resp:
             state = await resp.json()
     rates = sorted((a - b) / elapsed for a, b in zip(after, before) if a > 0)  # decoded or counted
+    input_rates = [(p["frames_in"] - frames_in[p["pid"]]) / elapsed for p in state["participants"]
+                   if p["pid"] in frames_in]  # frames the server decoded from each participant
+    audio_rates = sorted((a - b) / elapsed for a, b in zip(audio_after, audio_before) if a > 0)
     latency = [v for p in people for v in p.latency_ms]
     rms = [v for p in people for v in p.audio_rms[-50:]]
     source.stop_event.set()
@@ -284,9 +317,13 @@ async def run(base: str, secret: str, room: str, n: int, warmup: float, seconds:
             "received_fps_min": round(min(rates, default=0.0), 1),
             "received_fps_max": round(max(rates, default=0.0), 1),
             "video_streams_received": len(rates),
+            "input_fps_min": round(min(input_rates, default=0.0), 1),
+            "input_fps_max": round(max(input_rates, default=0.0), 1),
+            "audio_fps_min": round(min(audio_rates, default=0.0), 1), "audio_streams_received": len(audio_rates),
             "latency_samples": len(latency), "sender_overflows": sum(p.video.overflows for p in people),
             "server_backlog": state["video"].get("max_backlog"),
-            "input_backlog": [p.get("input_backlog") for p in state["participants"]], "server_overflows": state["video"]["overflows"], "latency_p50_ms": percentile(latency, 0.5),
+            "input_backlog": [p.get("input_backlog") for p in state["participants"]],
+            "server_overflows": state["video"]["overflows"], "latency_p50_ms": percentile(latency, 0.5),
             "latency_p90_ms": percentile(latency, 0.9), "audio_rms": round(float(np.mean(rms)), 1) if rms else 0.0,
             "sizes": sorted({s for p in people for s in p.sizes}), "layout": state["layout"],
             "tile": tile}

@@ -1,7 +1,13 @@
-"""Three Chromium participants (fake camera + microphone) meet in one composed conference room."""
+"""Three Chromium participants (fake camera + microphone) meet in one composed conference room.
+
+Video goes over one peer connection to the streams process, audio over a second one to its audio
+worker process; the page reopens its audio connection when that worker is restarted.
+"""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -144,6 +150,12 @@ def test_three_participants_share_one_composed_picture(service, browser):
         for page in pages:  # mix-minus audio arrives with a level above silence
             wait_until(lambda p=page: (lambda s: s["audioPackets"] > 50 and s["totalAudioEnergy"] > 0)(stats(p)),
                        15, "audio with energy")
+        audio_state = wait_until(lambda: (lambda s: s if all(p["audio_connection"] == "connected"
+                                                               for p in s["participants"]) else None)(
+            room_state(service, room_path, leader_token)), 10, "every audio connection in the worker")
+        worker = audio_state["audio"]["worker"]
+        assert worker["alive"] and worker["pid"] != service.proc.pid, "audio must run in its own process"
+        assert set(audio_state["audio"]["levels"]) == {"p1", "p2", "p3"}
         pages[0].screenshot(path=str(ARTIFACTS / "conference_three.png"))
 
         contexts[2].close()  # the inspector leaves (pagehide: beacon + pc.close)
@@ -167,6 +179,17 @@ def test_three_participants_share_one_composed_picture(service, browser):
         assert status == 403, "a participant who is not the leader must not control the room"
         time.sleep(1.0)
         pages[0].screenshot(path=str(ARTIFACTS / "conference_grid.png"))
+
+        os.kill(worker["pid"], signal.SIGKILL)  # the audio worker dies: it is restarted, pages reconnect
+        for page in pages[:2]:
+            wait_until(lambda p=page: (lambda s: s["audioReconnects"] >= 1 and s["audioState"] == "connected"
+                                       and s["audioPackets"] > 50 and s["totalAudioEnergy"] > 0)(stats(p)),
+                       30, "audio to come back after the worker restart")
+        restarted = service.get_json(room_path, leader_token)["audio"]["worker"]
+        assert restarted["generation"] > worker["generation"] and restarted["pid"] != worker["pid"]
+        before = [stats(p)["framesDecoded"] for p in pages[:2]]
+        time.sleep(1.0)
+        assert all(stats(p)["framesDecoded"] > b for p, b in zip(pages[:2], before)), "video stopped"
         assert errors[0] == [] and errors[1] == []
     finally:
         for context in contexts:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 
 import aiohttp
@@ -173,9 +175,9 @@ def test_leader_controls_a_room_of_aiortc_participants(service):
                 if any(p["pid"] == "camera-1" and p["frames_in"] > 0 for p in results["with_camera"]["participants"]):
                     break
                 await asyncio.sleep(0.3)
+            results["audio_heard"] = [max(p.audio_rms[-25:], default=0) for p in people]
             results["remove"] = await request("POST", url + "/control", {"action": "remove", "participant": "m1"},
                                               leader)
-            results["audio_heard"] = [max(p.audio_rms[-25:], default=0) for p in people]
         finally:
             source.stop_event.set()
             await asyncio.gather(*(p.close() for p in people))
@@ -201,7 +203,7 @@ def test_leader_controls_a_room_of_aiortc_participants(service):
     assert status == 200 and [p["pid"] for p in state["participants"]] == ["lead", "camera-1"]
     # mix-minus over real connections: the leader hears the (muted) member as silence, and the member
     # (unmuted leader) hears a tone
-    assert r["audio_heard"][1] > 500, r["audio_heard"]
+    assert r["audio_heard"][1] > 500 and r["audio_heard"][0] < 50, r["audio_heard"]
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
@@ -215,3 +217,120 @@ def test_leader_controls_a_room_of_aiortc_participants(service):
                      ("conference.pin", "m1"), ("conference.layout", "lead"), ("conference.join", "camera-1"),
                      ("conference.remove", "m1"), ("conference.leave", "m1")]:
         assert expected in types, f"{expected} missing from {types}"
+
+
+def test_audio_offer_needs_a_joined_participant(service):
+    room = f"audio-{time.time_ns()}"
+    url = f"{service.base}/streams/v1/conferences/{room}/audio"
+    offer = {"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "type": "offer"}
+    status, body = run(request("POST", url, {**offer, "token": "forged"}))
+    assert status == 401
+    status, body = run(request("POST", url, {**offer, "token": make_token(SECRET, "elsewhere", "p", "n")}))
+    assert status == 403
+    status, body = run(request("POST", url, {**offer, "token": make_token(SECRET, room, "p", "n")}))
+    assert status == 404 and body["error"]["code"] == "room_not_found"
+
+
+def test_audio_runs_in_a_restartable_worker_and_clients_reconnect(service):
+    """Audio is answered by another process; when it is killed, it comes back and audio resumes."""
+    room = f"worker-{time.time_ns()}"
+    url = f"{service.base}/streams/v1/conferences/{room}"
+    tokens = [make_token(SECRET, room, "a", "Alpha"), make_token(SECRET, room, "b", "Bravo")]
+
+    async def heard(people: list, seconds: float) -> list[float]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            levels = [max(p.audio_rms[-25:], default=0) for p in people]
+            if all(v > 500 for v in levels):
+                break
+            await asyncio.sleep(0.3)
+        return levels
+
+    async def scenario() -> dict:
+        loop = asyncio.get_running_loop()
+        source = SharedSource(loop)
+        people = []
+        for token, freq in zip(tokens, (400, 700)):
+            track = SenderTrack()
+            source.tracks.append(track)
+            people.append(Participant(service.base, room, token, track, ToneTrack(freq)))
+        source.start()
+        r: dict = {}
+        try:
+            async with aiohttp.ClientSession() as session:
+                for person in people:
+                    await person.join(session)
+                r["before"] = await heard(people, 15)
+                deadline = time.monotonic() + 5  # the state shows the worker's view, polled twice a second
+                while time.monotonic() < deadline:
+                    status, state = await request("GET", url, token=tokens[0])
+                    if set(state["audio"]["levels"]) == {"a", "b"}:
+                        break
+                    await asyncio.sleep(0.3)
+                r["state"] = state
+                r["not_joined"] = await request("POST", url + "/audio", {
+                    "sdp": people[0].audio_pc.localDescription.sdp, "type": "offer",
+                    "token": make_token(SECRET, room, "stranger", "S")})
+                worker = state["audio"]["worker"]
+                os.kill(worker["pid"], signal.SIGKILL)
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    new = (await request("GET", url, token=tokens[0]))[1]["audio"]["worker"]
+                    if new["alive"] and new["generation"] > worker["generation"]:
+                        break
+                    await asyncio.sleep(0.3)
+                r["restarted"] = new
+                frames = [p["frames_in"] for p in (await request("GET", url, token=tokens[0]))[1]["participants"]]
+                for person in people:  # what the join page does when the generation changes
+                    person.audio_rms.clear()
+                    await person.connect_audio(session)
+                r["after"] = await heard(people, 15)
+                deadline = time.monotonic() + 5  # the state shows the worker's view, polled twice a second
+                while time.monotonic() < deadline:
+                    later = await request("GET", url, token=tokens[0])
+                    r["connections"] = [p["audio_connection"] for p in later[1]["participants"]]
+                    if r["connections"] == ["connected", "connected"]:
+                        break
+                    await asyncio.sleep(0.3)
+                r["frames"] = (frames, [p["frames_in"] for p in later[1]["participants"]])
+        finally:
+            source.stop_event.set()
+            await asyncio.gather(*(p.close() for p in people))
+            await asyncio.to_thread(source.join, 2)
+        return r
+
+    r = run(scenario())
+    assert all(v > 500 for v in r["before"]), f"no mix-minus audio before the restart: {r['before']}"
+    worker = r["state"]["audio"]["worker"]
+    assert worker["alive"] and worker["pid"] not in (None, service.proc.pid), worker
+    assert r["state"]["audio"]["ticks"] > 0 and set(r["state"]["audio"]["levels"]) == {"a", "b"}
+    assert r["not_joined"][0] == 409 and r["not_joined"][1]["error"]["code"] == "not_joined"
+    assert r["restarted"]["alive"] and r["restarted"]["pid"] != worker["pid"], r["restarted"]
+    assert all(v > 500 for v in r["after"]), f"audio did not come back after the restart: {r['after']}"
+    before, after = r["frames"]
+    assert all(b > a for a, b in zip(before, after)), "video must keep flowing while audio restarts"
+    assert r["connections"] == ["connected", "connected"]
+
+
+def test_audio_in_the_video_offer_is_declined(service):
+    """The streams process keeps only video: an audio section in /join is answered inactive."""
+    room = f"legacy-{time.time_ns()}"
+
+    async def scenario() -> str:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        status, body = await request("POST", f"{service.base}/streams/v1/conferences/{room}/join",
+                                     {"sdp": pc.localDescription.sdp, "type": "offer",
+                                      "token": make_token(SECRET, room, "old", "Old client")})
+        await pc.close()
+        assert status == 200, body
+        return body["sdp"]
+
+    answer = run(scenario())
+    audio = answer[answer.index("m=audio"):]
+    video = answer[answer.index("m=video"):answer.index("m=audio")] if answer.index("m=video") < \
+        answer.index("m=audio") else answer[answer.index("m=video"):]
+    assert "a=inactive" in audio.split("m=video")[0]
+    assert "a=sendonly" in video or "a=sendrecv" in video
