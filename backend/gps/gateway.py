@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from backend.config import Config
 from backend.gps.jt808_server import Jt808Server
 from backend.gps.osmand_server import OsmandServer
-from backend.gps.pipeline import PositionPipeline
+from backend.gps.pipeline import SUMMARY_INTERVAL, PositionPipeline
 from backend.gps.registry import Registry, SqlRegistry, autoregister_from_env
 from backend.gps.stats import Stats
 
@@ -50,7 +50,7 @@ class Gateway:
 
     def __init__(self, redis: Redis, registry: Registry, *, stats: Stats | None = None,
                  idle_timeout: float = 300.0, max_batch: int = 2000, max_delay: float = 0.02,
-                 summary_interval: float = 1.0, trail_maxlen: int = 20_000,
+                 summary_interval: float = SUMMARY_INTERVAL, trail_maxlen: int = 20_000,
                  timezone: str = "Asia/Shanghai") -> None:
         self.redis = redis
         self.stats = stats or registry.stats
@@ -134,6 +134,7 @@ async def serve(config: Config) -> None:
         max_batch=int(_env_float("CITYWALL_GPS_BATCH", 2000)),
         max_delay=_env_float("CITYWALL_GPS_BATCH_DELAY", 0.02),
         trail_maxlen=int(_env_float("CITYWALL_GPS_TRAIL_MAXLEN", 20_000)),
+        summary_interval=_env_float("CITYWALL_GPS_SUMMARY_INTERVAL", SUMMARY_INTERVAL),
         timezone=config.timezone,
     )
     await gateway.start(config.jt808_port, config.osmand_port,

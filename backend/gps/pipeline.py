@@ -9,8 +9,9 @@ slice of at most ``max_batch`` positions:
 - ``XADD citywall:gps:trail MAXLEN ~ N * n <count> p <json>``: one entry per slice; ``p`` is a
   JSON array of compact arrays in ``position.TRAIL_FIELDS`` order.
 
-Acknowledgements wait for that round trip, so an acknowledged position is in Redis. About once a
-second a summary task prepares ``HSET citywall:gps:last device json ...`` for the devices that
+Acknowledgements wait for that round trip, so an acknowledged position is in Redis. Every
+``summary_interval`` (``SUMMARY_INTERVAL``, 0.5 s: positions reach the wall screens within about a
+second, bench/gps/to_screen.py) a summary task prepares ``HSET citywall:gps:last device json ...`` for the devices that
 changed, the ``PUBLISH citywall:gps:summary`` of their compact summary and ``HINCRBY`` of the
 counters (``citywall:gps:stats``) and latency histogram (``citywall:gps:latency``); the writer
 sends them with its next flush. Commands are packed by hiredis and sent on one dedicated
@@ -44,6 +45,7 @@ KEY_STATS = "citywall:gps:stats"
 KEY_LATENCY = "citywall:gps:latency"  # histogram of ms from receipt to written (latency_bucket)
 LATENCY_SAMPLE = 4  # one position in this many is timed
 CHANNEL_SUMMARY = "citywall:gps:summary"
+SUMMARY_INTERVAL = 0.5  # seconds between two summaries (coalesced: each device once, its newest fix)
 
 Callback = Callable[[bool], None]
 
@@ -63,7 +65,7 @@ class PositionPipeline:
     """批量写入 Redis: one writer task, one Redis connection, whole batches per command."""
 
     def __init__(self, redis: Redis, stats: Stats | None = None, *, max_batch: int = 2000,
-                 max_delay: float = 0.02, summary_interval: float = 1.0,
+                 max_delay: float = 0.02, summary_interval: float = SUMMARY_INTERVAL,
                  trail_maxlen: int = 20_000, max_backlog: int = 200_000) -> None:
         self.redis = redis
         self.stats = stats or Stats()

@@ -123,7 +123,7 @@ def position_from_json(text: str | bytes) -> Position:
 
 
 def summary_item(position: Position) -> dict[str, Any]:
-    """One changed device in the once-a-second summary."""
+    """One changed device in the periodic summary (every 0.5 s by default)."""
     return {
         "device": position.device,
         "lat": position.lat,

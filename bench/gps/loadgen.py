@@ -23,18 +23,21 @@ def phone_of(index: int) -> str:
     return f"0139{index:08d}"
 
 
-def terminal_frames(index: int, base_time: float) -> list[bytes]:
-    """RING location frames walking a small loop near the demo city centre."""
+def terminal_frames(index: int, base_time: float, ring: int = RING,
+                    time_step: float = 1.0) -> list[bytes]:
+    """``ring`` location frames walking near the demo city centre; fix times base_time + k *
+    time_step (a ring wraps back to older fixes, which the pipeline stores but does not show)."""
     rnd = random.Random(index)
     lat, lon = 22.5 + rnd.random() * 0.2, 114.0 + rnd.random() * 0.2
     phone = phone_of(index)
     out = []
     mileage = rnd.randrange(1000, 100000)
-    for k in range(RING):
+    for k in range(ring):
         items = (jt808.encode_item(0x01, (mileage + k).to_bytes(4, "big"))
                  + jt808.encode_item(0x30, bytes((20 + k % 10,)))
                  + jt808.encode_item(0x31, bytes((8 + k % 5,))))
-        body = jt808.encode_location(lat + k * 1e-4, lon + k * 1e-4, base_time + k, 30.0 + k,
+        body = jt808.encode_location(lat + k * 1e-4, lon + k * 1e-4, base_time + k * time_step,
+                                     30.0 + k % 32,
                                      (k * 11) % 360, 10, items=items)
         out.append(jt808.encode_message(jt808.LOCATION, phone, k, body))
     return out
@@ -50,6 +53,7 @@ class BenchTerminal(asyncio.Protocol):
         for f in frames + frames:
             self.offsets.append(self.offsets[-1] + len(f))
         self.next = 0
+        self.ring = len(frames)
         self.sent_at: deque[float] = deque()
         self.acked = 0
         self.failed = 0
@@ -70,7 +74,7 @@ class BenchTerminal(asyncio.Protocol):
             return
         start = self.next
         self.transport.write(self.wire[self.offsets[start]:self.offsets[start + count]])
-        self.next = (start + count) % RING
+        self.next = (start + count) % self.ring
         now = time.perf_counter()
         self.sent_at.extend([now] * count)
         self.gen.sent += count
@@ -112,10 +116,12 @@ class LoadGenerator:
     """Runs in its own process; owns a slice of the terminals."""
 
     def __init__(self, host: str, port: int, indexes: range, *, inflight: int = 20,
-                 rate: float = 0.0, sample_every: int = 8) -> None:
+                 rate: float = 0.0, sample_every: int = 8, ring: int = RING,
+                 time_step: float = 1.0) -> None:
         self.host, self.port = host, port
         self.indexes = indexes
-        self.inflight = min(inflight, RING)
+        self.ring, self.time_step = ring, time_step
+        self.inflight = min(inflight, ring)
         self.rate = rate
         self.closed_loop = rate <= 0
         self.sample_every = sample_every
@@ -136,7 +142,8 @@ class LoadGenerator:
         wave = 500
         ids = list(self.indexes)
         for start in range(0, len(ids), wave):
-            protos = [BenchTerminal(self, i, terminal_frames(i, base)) for i in ids[start:start + wave]]
+            protos = [BenchTerminal(self, i, terminal_frames(i, base, self.ring, self.time_step))
+                      for i in ids[start:start + wave]]
             await asyncio.gather(*(loop.create_connection(lambda p=p: p, self.host, self.port)
                                    for p in protos))
             self.terminals.extend(protos)
@@ -204,10 +211,12 @@ class LoadGenerator:
 
 
 def run_loadgen(host: str, port: int, first: int, count: int, seconds: float, inflight: int,
-                rate: float, start_event, result_queue) -> None:
+                rate: float, start_event, result_queue, ring: int = RING,
+                time_step: float = 1.0) -> None:
     """Process entry: connect, wait for the go signal, run, report through the queue."""
     async def main() -> None:
-        gen = LoadGenerator(host, port, range(first, first + count), inflight=inflight, rate=rate)
+        gen = LoadGenerator(host, port, range(first, first + count), inflight=inflight, rate=rate,
+                            ring=ring, time_step=time_step)
         await gen.connect()
         result_queue.put({"connected": len(gen.terminals)})
         await asyncio.get_running_loop().run_in_executor(None, start_event.wait)

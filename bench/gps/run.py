@@ -61,7 +61,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_gateways(count: int, port: int, redis_url: str) -> list[subprocess.Popen]:
+def start_gateways(count: int, port: int, redis_url: str, profile: str = "") -> list[subprocess.Popen]:
+    """count gateway processes on port; profile: write cProfile output to <profile>.<k>."""
     env = dict(os.environ)
     env.update({
         "CITYWALL_JT808_PORT": str(port), "CITYWALL_OSMAND_PORT": str(free_port()),
@@ -74,8 +75,13 @@ def start_gateways(count: int, port: int, redis_url: str) -> list[subprocess.Pop
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    procs = [subprocess.Popen([sys.executable, "-m", "backend.gps"], cwd=ROOT, env=env,
-                              preexec_fn=raise_limit) for _ in range(count)]
+    def command(k: int) -> list[str]:
+        if profile:
+            return [sys.executable, "-m", "cProfile", "-o", f"{profile}.{k}", "-m", "backend.gps"]
+        return [sys.executable, "-m", "backend.gps"]
+
+    procs = [subprocess.Popen(command(k), cwd=ROOT, env=env, preexec_fn=raise_limit)
+             for k in range(count)]
     deadline = time.time() + 20
     while time.time() < deadline:
         try:
@@ -160,6 +166,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/4")
     parser.add_argument("--skip-redis-benchmark", action="store_true")
     parser.add_argument("--json", help="write the result here as JSON")
+    parser.add_argument("--profile", default="", help="cProfile the gateways into PROFILE.<k>")
     args = parser.parse_args()
 
     client = redis.Redis.from_url(args.redis)
@@ -174,7 +181,7 @@ def main() -> None:
     redis_pid = int(client.info("server")["process_id"])
 
     port = free_port()
-    gateways = start_gateways(args.gateways, port, args.redis)
+    gateways = start_gateways(args.gateways, port, args.redis, args.profile)
     summaries = SummaryCounter(args.redis)
     summaries.start()
     ctx = mp.get_context("fork")
