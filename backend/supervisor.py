@@ -39,12 +39,12 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def web_args() -> list[str]:
+def web_args(database_url: str | None = None) -> list[str]:
     """gunicorn settings of the web process. Screens hold a websocket each (one thread); every web worker
     reads the event stream for its own screens, so workers need no sticky sessions (websocket transport).
     On the embedded SQLite one worker process (writers of two processes would wait on SQLite's sleeping
     busy handler); on PostgreSQL two, one per core."""
-    postgres = cw_config.load().effective_database_url.startswith("postgres")
+    postgres = (database_url or cw_config.load().effective_database_url).startswith("postgres")
     workers = os.environ.get("CITYWALL_WEB_WORKERS", "2" if postgres else "1")
     threads = os.environ.get("CITYWALL_WEB_THREADS", "64" if postgres else "128")
     return ["--worker-class", "gthread", "--workers", workers, "--threads", threads, "--timeout", "120",
