@@ -60,20 +60,13 @@
     return marker;
   }
 
-  function clusterToLayer(feature, latlng, index, context) {
-    var count = feature.properties.point_count;
-    var leaves = index.getLeaves(feature.properties.cluster_id, Infinity);
-    var now = Date.now(), overdue = 0, warn = 0, urgent = 0;
-    for (var i = 0; i < leaves.length; i++) {
-      var lp = leaves[i].properties, lvl = slaLevel(lp, now);
-      if (lvl === 2) overdue++; else if (lvl === 1) warn++;
-      if (lp.u === "urgent") urgent++;
-    }
+  // A cluster of cases (assets/citywall-cases.js): the count, and the overdue count in red.
+  function clusterIcon(count, overdue, warn) {
     var cls = "cw-cluster" + (overdue ? " cw-cluster-overdue" : warn ? " cw-cluster-warn" : "");
     var size = count < 10 ? 34 : count < 100 ? 42 : count < 1000 ? 52 : 62;
     var html = '<div><span class="cw-cluster-n">' + Number(count) + "</span>" +
       (overdue ? '<span class="cw-cluster-od">' + Number(overdue) + "</span>" : "") + "</div>";
-    return L.marker(latlng, {icon: L.divIcon({html: html, className: cls, iconSize: [size, size]})});
+    return L.divIcon({html: html, className: cls, iconSize: [size, size]});
   }
 
   // Heat per unit grid (网格热力): open cases per grid from the hideout, drawn as fill opacity.
@@ -180,7 +173,7 @@
   }
 
   cw.map = {
-    pointToLayer: pointToLayer, clusterToLayer: clusterToLayer, gridStyle: gridStyle,
+    pointToLayer: pointToLayer, clusterIcon: clusterIcon, gridStyle: gridStyle,
     districtStyle: districtStyle, streetStyle: streetStyle, roadStyle: roadStyle,
     componentToLayer: componentToLayer, cameraToLayer: cameraToLayer, vehicleToLayer: vehicleToLayer,
     trackStyle: trackStyle, incidentStyle: incidentStyle, incidentToLayer: incidentToLayer

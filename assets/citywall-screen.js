@@ -3,7 +3,9 @@
  * A screen (the wall at "/" or the console at "/console/") loads its full state over HTTP, then
  * connects to Socket.IO on the same port and says hello with the last event id it reflects; the
  * server replays what came after, then pushes batches. Batches are applied in event order (an event
- * already reflected is skipped) and painted at most once per animation frame. After a disconnect
+ * already reflected is skipped) and painted at most once per animation frame: the case markers
+ * (citywall-cases.js, only the changed cells), the board, ticker and KPIs (plain DOM text) in the
+ * same frame; the grid heat and the trend charts later, in idle time. After a disconnect
  * the screen refetches the full state and says hello again: nothing is missed.
  * Every text from a report reaches the page as a React text child or textContent, never as HTML. */
 (function () {
@@ -23,10 +25,10 @@
          incident_closed: "Emergency over"}
   };
   var S = {
-    kind: null, cases: new Map(), features: new Map(), ticker: [], lastEventId: 0, loaded: false,
+    kind: null, cases: new Map(), features: new Map(), gridCounts: new Map(), ticker: [], lastEventId: 0, loaded: false,
     lookups: {classes: {}, departments: {}, statuses: {}}, kpi: null, ranking: [], trends: null,
-    dirty: {map: false, board: false, ticker: false, heat: false, summary: false}, frame: 0, mapAt: 0, mapTimer: 0,
-    socket: null, resyncing: null, connected: false, heatAt: 0,
+    dirty: {map: false, board: false, ticker: false, heat: false, summary: false}, frame: 0,
+    socket: null, resyncing: null, connected: false, heatAt: 0, heatTimer: 0, firstPaint: true,
     metrics: {pushToPaint: [], batches: 0, events: 0, firstRender: null, resyncs: 0}
   };
   cw.S = S;
@@ -63,6 +65,36 @@
   }
   cw.h = h;
   cw.setProps = setProps;
+  // The often-changing panels (board, ticker, ranking, KPI numbers, clock) are plain DOM written here,
+  // not Dash components: each set_props makes the Dash renderer run every mounted component's store
+  // selector (~50 ms a call on the wall's PC), while these nodes only need their text. Dash renders
+  // their containers empty and never touches them again. Text goes in as textContent only.
+  function d(tag, props, children) {
+    var e = document.createElement(tag);
+    for (var k in props || {}) {
+      var v = props[k];
+      if (k === "className") e.className = v;
+      else if (k === "style") Object.assign(e.style, v);
+      else if (k !== "key") e.setAttribute(k, v);
+    }
+    if (children != null) {
+      var list = Array.isArray(children) ? children : [children];
+      for (var i = 0; i < list.length; i++) {
+        var c = list[i];
+        if (c == null) continue;
+        e.appendChild(typeof c === "object" ? c : document.createTextNode(String(c)));
+      }
+    }
+    return e;
+  }
+  cw.dom = d;
+  function fill(id, nodes) {
+    var box = document.getElementById(id);
+    if (!box) return false;
+    box.replaceChildren.apply(box, nodes);
+    return true;
+  }
+  cw.fill = fill;
 
   // --- formatting ------------------------------------------------------------------------------
   function pad(n) { return n < 10 ? "0" + n : "" + n; }
@@ -87,24 +119,39 @@
   function pct(v) { return v == null ? "—" : (v * 100).toFixed(1) + "%"; }
 
   // --- the case store ----------------------------------------------------------------------------
-  function feature(rec) {
-    return {type: "Feature", geometry: {type: "Point", coordinates: [rec.lon, rec.lat]}, properties: rec};
+  // S.cases: every open case (compact record); S.features: those with a position, i.e. on the map
+  // (drawn by assets/citywall-cases.js, which is told of each change); S.gridCounts: open cases per
+  // grid (网格热力), kept up to date case by case.
+  function countGrid(g, d) {
+    if (!g) return;
+    var n = (S.gridCounts.get(g) || 0) + d;
+    if (n > 0) S.gridCounts.set(g, n); else S.gridCounts.delete(g);
   }
-  function putCase(rec) {
+  function putCase(rec, bulk) {
     if (!rec || rec.id == null) return;
-    if (rec.o === false) { S.cases.delete(rec.id); S.features.delete(rec.id); return; }
-    rec.o = true;
-    S.cases.set(rec.id, rec);
-    if (rec.lat != null && rec.lon != null) S.features.set(rec.id, feature(rec));
+    var old = S.cases.get(rec.id);
+    if (old) countGrid(old.g, -1);
+    if (rec.o === false) {
+      S.cases.delete(rec.id); S.features.delete(rec.id);
+    } else {
+      rec.o = true;
+      S.cases.set(rec.id, rec);
+      countGrid(rec.g, 1);
+      if (rec.lat != null && rec.lon != null) S.features.set(rec.id, rec); else S.features.delete(rec.id);
+    }
+    if (!bulk && cw.caseLayer) cw.caseLayer.put(rec);
   }
   function loadState(st) {
-    S.cases.clear(); S.features.clear();
+    if (window.performance && performance.mark) performance.mark("cw:state");
+    S.cases.clear(); S.features.clear(); S.gridCounts.clear();
     var c = st.cases || {}, keys = Object.keys(c), n = keys.length ? c[keys[0]].length : 0;
     for (var i = 0; i < n; i++) {
       var rec = {};
       for (var k = 0; k < keys.length; k++) rec[keys[k]] = c[keys[k]][i];
-      putCase(rec);
+      putCase(rec, true);
     }
+    if (cw.caseLayer) cw.caseLayer.setAll(S.features);
+    S.firstPaint = true;
     S.lookups = {classes: st.classes || {}, departments: st.departments || {}, statuses: st.statuses || {}};
     cw.lookups = S.lookups;
     S.ticker = (st.ticker || []).slice(0, 40);
@@ -134,7 +181,12 @@
     S.dirty.ticker = true;
     schedule();
   };
-  function markAll() { for (var k in S.dirty) S.dirty[k] = true; S.lastRanking = S.lastTrends = null; schedule(); }
+  function markAll() {
+    for (var k in S.dirty) S.dirty[k] = true;
+    S.lastRanking = S.lastTrends = lastBoard = lastHeat = null;
+    texts = {};
+    schedule();
+  }
 
   function applyEvents(batch) {
     var evs = batch.events || [];
@@ -163,24 +215,31 @@
 
   // --- painting (at most once per frame) -----------------------------------------------------------
   var pendingTs = [];
-  // Re-clustering the map costs about 5 µs a case (~100 ms for 20,000): small cities repaint it every
-  // 100 ms, 20,000 cases once a second, so a burst cannot keep the main thread busy.
-  function mapInterval() { return Math.min(1000, Math.max(100, S.features.size / 20)); }
+  // The map redraws only the markers of changed cases (citywall-cases.js), so it is painted in the
+  // same frame as the ticker and the board. The grid heat restyles every grid polygon: at most every
+  // HEAT_INTERVAL ms, in idle time. The trend charts (Plotly) after the first paint also wait for idle time.
+  var HEAT_INTERVAL = 2000;
+  var idle = window.requestIdleCallback ? function (fn) { window.requestIdleCallback(fn, {timeout: 1000}); }
+                                        : function (fn) { setTimeout(fn, 50); };
   function schedule(ts) {
     if (ts) pendingTs.push(ts);
     if (S.frame) return;
     S.frame = requestAnimationFrame(paint);
   }
+  function heatLater() {
+    if (S.heatTimer) return;
+    S.heatTimer = setTimeout(function () {
+      idle(function () { S.heatTimer = 0; S.dirty.heat = false; S.heatAt = Date.now(); renderHeat(); });
+    }, Math.max(0, HEAT_INTERVAL - (Date.now() - S.heatAt)));
+  }
   function paint() {
     S.frame = 0;
     if (!S.loaded) return;
-    if (S.dirty.map && Date.now() - S.mapAt >= mapInterval()) { S.dirty.map = false; S.mapAt = Date.now(); renderMap(); }
-    else if (S.dirty.map && !S.mapTimer) {
-      S.mapTimer = setTimeout(function () { S.mapTimer = 0; schedule(); }, mapInterval() - (Date.now() - S.mapAt));
-    }
-    if (S.dirty.heat && Date.now() - S.heatAt > 1500) { S.dirty.heat = false; S.heatAt = Date.now(); renderHeat(); }
-    else if (S.dirty.heat) setTimeout(function () { schedule(); }, 1600);
-    if (S.dirty.board) { S.dirty.board = false; renderBoard(); renderOverdue(); }
+    var first = S.firstPaint;
+    S.firstPaint = false;
+    if (S.dirty.map) { S.dirty.map = false; if (cw.caseLayer) cw.caseLayer.flush(); }
+    if (S.dirty.heat) { if (first) { S.dirty.heat = false; S.heatAt = Date.now(); renderHeat(); } else heatLater(); }
+    if (S.dirty.board) { S.dirty.board = false; renderBoard(); }
     if (S.dirty.ticker) { S.dirty.ticker = false; renderTicker(); }
     if (S.dirty.summary) { S.dirty.summary = false; renderSummary(); }
     var stamps = pendingTs; pendingTs = [];
@@ -193,95 +252,125 @@
       });
     }
     if (S.metrics.firstRender == null) {
-      requestAnimationFrame(function () { S.metrics.firstRender = performance.now(); document.body.setAttribute("data-ready", "1"); });
+      requestAnimationFrame(function () { S.metrics.firstRender = performance.now(); readyWhenDrawn(); });
     }
   }
 
-  function renderMap() {
-    setProps("case-layer", {data: {type: "FeatureCollection", features: Array.from(S.features.values())}});
-  }
+  var lastHeat = null;
   function renderHeat() {
     var counts = {}, max = 1;
-    S.cases.forEach(function (r) { if (r.g) { counts[r.g] = (counts[r.g] || 0) + 1; if (counts[r.g] > max) max = counts[r.g]; } });
+    S.gridCounts.forEach(function (n, g) { counts[g] = n; if (n > max) max = n; });
+    var key = JSON.stringify(counts);
+    if (key === lastHeat) return;  // restyling every grid polygon is not free: only when a count moved
+    lastHeat = key;
     setProps("grid-heat", {hideout: {counts: counts, max: max}});
   }
-  function boardRows(now) {
-    var since = now - 2 * 3600 * 1000, rows = [];
-    S.cases.forEach(function (r) { if (r.dl != null && r.dl >= since) rows.push(r); });
-    rows.sort(function (a, b) { return a.dl - b.dl || a.id - b.id; });
-    return rows.slice(0, cw.boardSize || 14);
+  function byDeadline(a, b) { return a.dl - b.dl || a.id - b.id; }
+  // One pass over the open cases: the board's rows (the `size` nearest deadlines, kept sorted by
+  // insertion: no sort of 20,000) and the open overdue count (超期未结).
+  function scanCases(now, size) {
+    var since = now - 2 * 3600 * 1000, rows = [], overdue = 0;
+    S.cases.forEach(function (r) {
+      if (r.dl == null) return;
+      if (now >= r.dl) overdue++;
+      if (r.dl < since) return;
+      if (rows.length === size && byDeadline(r, rows[size - 1]) >= 0) return;
+      var i = rows.length;
+      while (i > 0 && byDeadline(r, rows[i - 1]) < 0) i--;
+      rows.splice(i, 0, r);
+      if (rows.length > size) rows.pop();
+    });
+    return {rows: rows, overdue: overdue};
   }
+  function boardRows(now) { return scanCases(now, cw.boardSize || 14).rows; }
   cw.boardRows = boardRows;
+  var lastBoard = null;
   function renderBoard() {
+    var now = Date.now(), scan = scanCases(now, cw.boardSize || 14);
+    setText("kpi-overdue", String(scan.overdue));
+    setText("kpi-open", String(S.cases.size));
     if (!document.getElementById("sla-board")) return;
-    var now = Date.now(), rows = boardRows(now), names = S.lookups.classes, st = S.lookups.statuses;
+    var rows = scan.rows, names = S.lookups.classes, st = S.lookups.statuses;
     var kids = rows.map(function (r) {
       var lvl = cw.slaLevel(r, now);
       var used = r.st != null && r.dl > r.st ? Math.min(1, Math.max(0, (now - r.st) / (r.dl - r.st))) : 1;
-      return h("div", {className: "sla-row lvl-" + lvl + (r.u === "urgent" ? " urgent" : ""), key: String(r.id),
-                       "data-case": String(r.id), "data-level": String(lvl)}, [
-        h("span", {className: "sla-num"}, r.n || ""),
-        h("span", {className: "sla-cls"}, names[r.c] || r.c || ""),
-        h("span", {className: "sla-st"}, st[r.s] || r.s || ""),
-        h("span", {className: "sla-bar"}, h("i", {style: {width: (used * 100).toFixed(1) + "%"}})),
-        h("span", {className: "sla-cd"}, fmtRemaining(r.dl - now))
-      ]);
+      return [r.id, lvl, r.u, r.n, names[r.c] || r.c || "", st[r.s] || r.s || "", (used * 100).toFixed(1),
+              fmtRemaining(r.dl - now)];
     });
-    if (!kids.length) kids = [h("div", {className: "sla-empty"}, t("none"))];
-    setProps("sla-board-rows", {children: kids});
+    var key = JSON.stringify(kids) + lang();
+    if (key === lastBoard) return;  // the same rows and countdowns: leave the DOM alone
+    lastBoard = key;
+    fill("sla-board-rows", kids.length ? kids.map(function (k) {
+      return d("div", {className: "sla-row lvl-" + k[1] + (k[2] === "urgent" ? " urgent" : ""),
+                       "data-case": String(k[0]), "data-level": String(k[1])}, [
+        d("span", {className: "sla-num"}, k[3] || ""),
+        d("span", {className: "sla-cls"}, k[4]),
+        d("span", {className: "sla-st"}, k[5]),
+        d("span", {className: "sla-bar"}, d("i", {style: {width: k[6] + "%"}})),
+        d("span", {className: "sla-cd"}, k[7])
+      ]);
+    }) : [d("div", {className: "sla-empty"}, t("none"))]);
   }
-  function renderOverdue() {
-    var now = Date.now(), n = 0;
-    S.cases.forEach(function (r) { if (r.dl != null && now >= r.dl) n++; });
-    setProps("kpi-overdue", {children: String(n)});
-    setProps("kpi-open", {children: String(S.cases.size)});
+  // A number or a time in a Dash-rendered span: its text node is replaced only when the text changed.
+  var texts = {};
+  function setText(id, text) {
+    if (texts[id] === text) return;
+    var el = document.getElementById(id);
+    if (!el) return;
+    el.textContent = text;
+    texts[id] = text;
   }
+  cw.setText = setText;
   var ACTION_CLASS = {create: "tk-create", register: "tk-register", dispatch: "tk-dispatch", overdue: "tk-overdue",
                       supervise: "tk-supervise", close: "tk-close", alarm: "tk-alarm", alarm_cleared: "tk-alarm-clear",
                       incident: "tk-incident", incident_closed: "tk-incident"};
   function renderTicker() {
     if (!document.getElementById("event-ticker")) return;
     var kids = S.ticker.map(function (it, i) {
-      var parts = [h("span", {className: "tk-time"}, fmtTime(it.at)),
-                   h("span", {className: "tk-act"}, t(it.a)),
-                   h("span", {className: "tk-num"}, it.n || ""),
-                   h("span", {className: "tk-cls"}, it.cls || "")];
-      if (it.dept) parts.push(h("span", {className: "tk-dept"}, "→ " + it.dept));
-      if (it.text) parts.push(h("span", {className: "tk-text"}, it.text));
-      return h("div", {className: "tk-item " + (ACTION_CLASS[it.a] || "") + (i === 0 ? " tk-new" : ""),
-                       key: String(it.e), "data-event": String(it.e), "data-case": String(it.cid)}, parts);
+      var parts = [d("span", {className: "tk-time"}, fmtTime(it.at)),
+                   d("span", {className: "tk-act"}, t(it.a)),
+                   d("span", {className: "tk-num"}, it.n || ""),
+                   d("span", {className: "tk-cls"}, it.cls || "")];
+      if (it.dept) parts.push(d("span", {className: "tk-dept"}, "→ " + it.dept));
+      if (it.text) parts.push(d("span", {className: "tk-text"}, it.text));
+      return d("div", {className: "tk-item " + (ACTION_CLASS[it.a] || "") + (i === 0 ? " tk-new" : ""),
+                       "data-event": String(it.e), "data-case": String(it.cid)}, parts);
     });
-    setProps("event-ticker-list", {children: kids});
+    fill("event-ticker-list", kids);
   }
 
   // --- the server-computed panels ------------------------------------------------------------------
   function renderSummary() {
     var k = S.kpi;
     if (k) {
-      setProps("kpi-reported", {children: String(k.reported)});
-      setProps("kpi-registered", {children: String(k.registered)});
-      setProps("kpi-dispatched", {children: String(k.dispatched)});
-      setProps("kpi-closed", {children: String(k.closed)});
-      setProps("kpi-ontime", {children: pct(k.on_time_close_rate)});
+      setText("kpi-reported", String(k.reported));
+      setText("kpi-registered", String(k.registered));
+      setText("kpi-dispatched", String(k.dispatched));
+      setText("kpi-closed", String(k.closed));
+      setText("kpi-ontime", pct(k.on_time_close_rate));
     }
-    // ranking and trends change every few seconds at most: repaint them only when they did
+    // ranking and trends change every few seconds at most: repaint them only when they did. The charts
+    // (Plotly: the costliest script and redraw) wait for idle time, off the first frame and the push path.
     var rk = JSON.stringify(S.ranking), tr = JSON.stringify(S.trends) + window.innerHeight + lang();
     if (rk !== S.lastRanking && document.getElementById("dept-ranking")) { S.lastRanking = rk; renderRanking(); }
-    if (S.trends && tr !== S.lastTrends && document.getElementById("trend-chart")) { S.lastTrends = tr; renderTrends(); }
+    if (S.trends && tr !== S.lastTrends && document.getElementById("trend-chart")) {
+      S.lastTrends = tr;
+      idle(renderTrends);
+    }
   }
   function renderRanking() {
-    var kids = (S.ranking || []).map(function (d, i) {
-      var g = d.grade || "-";
-      return h("div", {className: "rk-row grade-" + g, key: String(d.id)}, [
-        h("span", {className: "rk-pos"}, String(i + 1)),
-        h("span", {className: "rk-name"}, d.name),
-        h("span", {className: "rk-bar"}, h("i", {style: {width: Math.max(0, Math.min(100, d.score)) + "%"}})),
-        h("span", {className: "rk-score"}, d.score.toFixed(1)),
-        h("span", {className: "rk-grade"}, g),
-        h("span", {className: "rk-ontime"}, pct(d.on_time_rate))
+    var kids = (S.ranking || []).map(function (dep, i) {
+      var g = dep.grade || "-";
+      return d("div", {className: "rk-row grade-" + g}, [
+        d("span", {className: "rk-pos"}, String(i + 1)),
+        d("span", {className: "rk-name"}, dep.name),
+        d("span", {className: "rk-bar"}, d("i", {style: {width: Math.max(0, Math.min(100, dep.score)) + "%"}})),
+        d("span", {className: "rk-score"}, dep.score.toFixed(1)),
+        d("span", {className: "rk-grade"}, g),
+        d("span", {className: "rk-ontime"}, pct(dep.on_time_rate))
       ]);
     });
-    setProps("dept-ranking-rows", {children: kids.length ? kids : [h("div", {className: "sla-empty"}, t("none"))]});
+    fill("dept-ranking-rows", kids.length ? kids : [d("div", {className: "sla-empty"}, t("none"))]);
   }
   function fontPx(scale) { return Math.round(Math.max(11, window.innerHeight / 1080 * 15) * (scale || 1)); }
   function baseLayout(extra) {
@@ -294,27 +383,53 @@
       yaxis: {gridcolor: "rgba(120,170,230,0.12)", zeroline: false, tickfont: {size: f * 0.85}, rangemode: "tozero"}
     }, extra || {});
   }
+  // The charts are mounted (dcc.Graph, which loads Plotly) on their first render, after the wall's first frame.
+  var GRAPH_CONFIG = {displayModeBar: false, responsive: true, staticPlot: false};
+  function setFigure(id, figure) {
+    if (document.getElementById(id)) { setProps(id, {figure: figure}); return; }
+    setProps(id + "-box", {children: {type: "Graph", namespace: "dash_core_components", props: {
+      id: id, className: "trend-graph", config: GRAPH_CONFIG, figure: figure, style: {height: "100%", width: "100%"}}}});
+    if (S.metrics.trendsDrawn == null) waitTrendsDrawn();
+  }
+  function waitTrendsDrawn() {
+    if (document.querySelectorAll("#trend-chart .main-svg").length >= 3) {
+      S.metrics.trendsDrawn = performance.now();
+      document.body.setAttribute("data-ready", "1");
+      return;
+    }
+    setTimeout(waitTrendsDrawn, 50);
+  }
+  // body[data-ready] says the screen is completely drawn: after its first frame, and on the wall after
+  // the trend charts too (their code loads after that frame); at the latest 10 s after the first frame.
+  function readyWhenDrawn() {
+    if (!document.getElementById("trend-chart") || S.metrics.trendsDrawn != null) {
+      document.body.setAttribute("data-ready", "1");
+      return;
+    }
+    setTimeout(function () { document.body.setAttribute("data-ready", "1"); }, 10000);
+  }
   function renderTrends() {
     var tr = S.trends, f = fontPx(1);
+    if (!tr) return;
     var hours = tr.hours.map(function (x) { return x + ":00"; });
-    setProps("trend-hourly", {figure: {data: [
+    setFigure("trend-hourly", {data: [
       {type: "scatter", mode: "lines", name: t("yesterday"), x: hours, y: tr.yesterday,
        line: {color: "#5b7a99", width: 2, dash: "dot", shape: "spline"}},
       {type: "scatter", mode: "lines+markers", name: t("today"), x: hours.slice(0, tr.today.length), y: tr.today,
        line: {color: "#38bdf8", width: 3, shape: "spline"}, marker: {size: f * 0.4}, fill: "tozeroy",
        fillcolor: "rgba(56,189,248,0.15)"}], layout: baseLayout({xaxis: {tickfont: {size: f * 0.8}, nticks: 8,
-       gridcolor: "rgba(120,170,230,0.12)"}})}});
-    setProps("trend-major", {figure: {data: [
+       gridcolor: "rgba(120,170,230,0.12)"}})});
+    setFigure("trend-major", {data: [
       {type: "bar", name: t("yesterday"), x: tr.majors, y: tr.major_yesterday, marker: {color: "#35506b"}},
       {type: "bar", name: t("today"), x: tr.majors, y: tr.major_today, marker: {color: "#22d3ee"}}],
-      layout: baseLayout({barmode: "group", bargap: 0.25})}});
+      layout: baseLayout({barmode: "group", bargap: 0.25})});
     var top = (tr.top5 || []).slice().reverse();
-    setProps("trend-top5", {figure: {data: [
+    setFigure("trend-top5", {data: [
       {type: "bar", orientation: "h", x: top.map(function (x) { return x.count; }),
        y: top.map(function (x) { return x.name; }), text: top.map(function (x) { return String(x.count); }),
        textposition: "outside", cliponaxis: false, marker: {color: ["#7dd3fc", "#38bdf8", "#0ea5e9", "#f59e0b", "#f97316"]
        .slice(5 - top.length)}}],
-      layout: baseLayout({showlegend: false, margin: {l: f * 7, r: f * 2, t: f * 0.4, b: f * 1.4}})}});
+      layout: baseLayout({showlegend: false, margin: {l: f * 7, r: f * 2, t: f * 0.4, b: f * 1.4}})});
   }
 
   // --- ticking: countdowns, clock, overdue count ----------------------------------------------------
@@ -322,13 +437,15 @@
   function tick() {
     var now = Date.now(), prev = lastTick;
     lastTick = now;
-    setProps("wall-clock", {children: fmtTime(now)});
+    setText("wall-clock", fmtTime(now));
     if (!S.loaded) return;
     fire("tick", now);
-    // marker colours follow the time (80% used, overdue): repaint the map when a case crossed one
-    S.cases.forEach(function (r) {
-      if ((r.dl != null && r.dl > prev && r.dl <= now) || (r.wa != null && r.wa > prev && r.wa <= now)) S.dirty.map = true;
+    // marker colours follow the time (80% used, overdue): redraw the markers of cases that crossed one
+    var crossed = [];
+    S.features.forEach(function (r) {
+      if ((r.dl != null && r.dl > prev && r.dl <= now) || (r.wa != null && r.wa > prev && r.wa <= now)) crossed.push(r.id);
     });
+    if (crossed.length && cw.caseLayer) { cw.caseLayer.touch(crossed); S.dirty.map = true; }
     S.dirty.board = true;
     schedule();
   }

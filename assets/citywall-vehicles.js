@@ -68,18 +68,48 @@
     if (VH.frame) return;
     VH.frame = requestAnimationFrame(function () { VH.frame = 0; render(); });
   }
+  // The markers live straight on the Leaflet map, one per device, and are updated in place: a moved
+  // device is moved (setLatLng), its icon is rebuilt only when its look changed (type, flags, heading).
+  // Rebuilding a GeoJSON layer of every device each second cost the wall most of its main thread.
+  var markers = {}, group = null;
+  function look(p) {
+    return [p.type, p.offline, p.stale, p.state, p.busy, p.followed, Math.round(Number(p.heading) || 0)].join("|");
+  }
   function render() {
-    var now = Date.now(), features = [], sig = [];
+    var now = Date.now(), sig = [], seen = {};
+    if (!group && cw.leafletMap) {
+      group = L.layerGroup().addTo(cw.leafletMap);
+      cw.leafletMap.on("moveend", schedule);  // devices entering the view get their marker
+    }
+    // only devices in (or near) the view get a marker: a fleet outside the district costs nothing
+    var view = group && cw.leafletMap._loaded ? cw.leafletMap.getBounds().pad(0.3) : null;
     Object.keys(VH.byDevice).forEach(function (key) {
       var rec = VH.byDevice[key];
       flags(rec, now);
       sig.push(key + (rec.stale ? "s" : "") + (rec.offline ? "o" : ""));
-      if (!visible(rec)) return;
+      if (!group || !visible(rec)) return;
+      var latlng = L.latLng(rec.lat, rec.lon);
+      if (view && !view.contains(latlng) && !(VH.follow && VH.selected === key)) return;
+      seen[key] = true;
       var props = Object.assign({}, rec, {followed: VH.follow && VH.selected === key});
-      features.push({type: "Feature", geometry: {type: "Point", coordinates: [rec.lon, rec.lat]}, properties: props});
+      var m = markers[key];
+      if (m && m.__look !== look(props)) { group.removeLayer(m); m = null; }
+      if (m) {
+        Object.assign(m.__props, props);  // the tooltip and the click read this object
+        if (!m.getLatLng().equals(latlng)) m.setLatLng(latlng);
+        return;
+      }
+      var feature = {type: "Feature", geometry: {type: "Point", coordinates: [rec.lon, rec.lat]}, properties: props};
+      m = cw.map.vehicleToLayer(feature, latlng);
+      m.__props = props;
+      m.__look = look(props);
+      markers[key] = m;
+      group.addLayer(m);
+    });
+    Object.keys(markers).forEach(function (key) {
+      if (!seen[key]) { group.removeLayer(markers[key]); delete markers[key]; }
     });
     VH.lastFlags = sig.join(",");
-    if (cw.setProps) cw.setProps("vehicle-layer", {data: {type: "FeatureCollection", features: features}});
     var sel = VH.selected && VH.byDevice[VH.selected];
     if (sel && VH.follow && cw.setProps) {
       cw.setProps("case-map", {viewport: {center: [sel.lat, sel.lon], transition: "panTo"}});
@@ -189,6 +219,7 @@
     if (started) return;
     started = true;
     load();
+    if (cw.onMap) cw.onMap(function () { if (VH.loaded) render(); });
   });
   // after a reconnect positions may have been missed: refetch them
   var connects = 0;

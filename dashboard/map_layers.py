@@ -2,6 +2,8 @@
 
 The basemap is offline by default: district boundary, streets, unit grids and roads are GeoJSON
 vector layers fetched from `/wall/api/layers/<name>` (display coordinates), no tile is requested.
+The open cases are not a Dash layer: assets/citywall-cases.js clusters them straight on the Leaflet
+map and redraws only the markers a change touches.
 An intranet tile server is added when `tile_url` is configured.
 """
 from __future__ import annotations
@@ -47,12 +49,13 @@ def case_map(ctx: Context, map_id: str = "case-map", layer_prefix: str = "/wall/
         dl.GeoJSON(id="district-layer", url=f"{layer_prefix}/district", style=fn("districtStyle"),
                    interactive=False),
         dl.GeoJSON(id="component-layer", data=EMPTY, pointToLayer=fn("componentToLayer")),
-        dl.GeoJSON(id="case-layer", data=EMPTY, cluster=True, pointToLayer=fn("pointToLayer"),
-                   clusterToLayer=fn("clusterToLayer"), zoomToBoundsOnClick=True,
-                   superClusterOptions={"radius": 56, "maxZoom": 16}),
+        # the open cases are not a Dash layer: assets/citywall-cases.js clusters them on this map and
+        # updates only the markers a change touches (20,000 cases re-clustered per update was the wall's cost)
         dl.GeoJSON(id="incident-layer", data=EMPTY, style=fn("incidentStyle"), pointToLayer=fn("incidentToLayer")),
         dl.GeoJSON(id="vehicle-track", data=EMPTY, style=fn("trackStyle"), interactive=False),
         dl.GeoJSON(id="camera-layer", data=EMPTY, pointToLayer=fn("cameraToLayer")),
+        # vehicles are drawn by assets/citywall-vehicles.js straight on the map (markers moved in place);
+        # the layer keeps its id for scripts that address it
         dl.GeoJSON(id="vehicle-layer", data=EMPTY, pointToLayer=fn("vehicleToLayer")),
     ]
     center = [(bounds[0][0] + bounds[1][0]) / 2, (bounds[0][1] + bounds[1][1]) / 2]

@@ -2,13 +2,16 @@
 
 The layout is static: panels with stable DOM ids (`kpi-bar`, `case-map`, `sla-board`, `dept-ranking`,
 `trend-chart`, `event-ticker`, `video-wall`). assets/citywall-screen.js loads the state, listens to
-Socket.IO and fills the panels through `dash_clientside.set_props`; no panel polls the server.
+Socket.IO and fills the panels: the often-changing ones (board, ticker, ranking, KPI numbers) as plain DOM
+text in the empty containers rendered here, the map layers and the trend charts (mounted after the first
+frame) through `dash_clientside.set_props`; the cases are drawn by assets/citywall-cases.js. No panel
+polls the server.
 """
 from __future__ import annotations
 
 import json
 
-from dash import ClientsideFunction, Dash, Input, Output, dcc, html
+from dash import ClientsideFunction, Dash, Input, Output, html
 from flask import Flask
 
 from backend.services.context import Context
@@ -22,8 +25,6 @@ KPIS = [("kpi-reported", "今日上报", "Reported today", "件"),
         ("kpi-ontime", "按期结案率", "On-time close rate", ""),
         ("kpi-overdue", "超期未结", "Open overdue", "件"),
         ("kpi-open", "在办案件", "Open cases", "件")]
-
-GRAPH_CONFIG = {"displayModeBar": False, "responsive": True, "staticPlot": False}
 
 
 def panel(panel_id: str, zh: str, en: str, body, extra_class: str = "") -> html.Section:
@@ -44,12 +45,11 @@ def kpi_bar() -> html.Div:
     return html.Div(id="kpi-bar", className="kpi-bar", children=tiles)
 
 
-def graph(graph_id: str) -> dcc.Graph:
-    return dcc.Graph(id=graph_id, className="trend-graph", config=GRAPH_CONFIG,
-                     figure={"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)",
-                                                     "plot_bgcolor": "rgba(0,0,0,0)",
-                                                     "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
-                     style={"height": "100%", "width": "100%"})
+def graph(graph_id: str) -> html.Div:
+    """A trend chart's place: the screen runtime mounts a `dcc.Graph` with id `graph_id` in it once the
+    wall's first frame is painted, so Plotly (~3.5 MB of JavaScript, about a second to evaluate on the
+    wall's PC) is neither loaded nor run before the map, board and KPIs show."""
+    return html.Div(id=f"{graph_id}-box", className="trend-box", **{"data-graph": graph_id})
 
 
 def layout(ctx: Context) -> html.Div:

@@ -105,7 +105,8 @@ def test_case_reported_through_the_api_reaches_map_and_ticker_within_a_second(ci
     lat, lon = support.inside(2, 2)
     created = api(server.base, "POST", "/cases", {"class_code": "E0103", "lat": lat, "lon": lon,
                                                   "description": "积存垃圾渣土", "source": "inspector"}, tok)
-    page.wait_for_function("id => window.citywall.S.features.has(id)", arg=created["id"], timeout=1000)
+    # drawn on the map (its marker, or the cluster that holds it, is in the page) and in the ticker
+    page.wait_for_function("id => window.citywall.caseLayer.shown(id)", arg=created["id"], timeout=1000)
     page.wait_for_selector(f"#event-ticker-list [data-case='{created['id']}']", timeout=1000)
     assert created["case_number"] in page.locator("#event-ticker-list").inner_text()
     assert watch.errors == []

@@ -233,7 +233,9 @@ def test_console_case_shows_nearby_cameras_units_and_takes_evidence(video_city, 
     page.wait_for_selector("#cam-result .ok", timeout=20000)
     photos = cases.get(case["id"])["photos"]
     assert len(photos) == 1
-    page.wait_for_function("p => (document.querySelector('#case-detail .d-photos') || {}).textContent === p",
+    # the detail shows the new photo: as an image when it is stored here, else as its reference
+    page.wait_for_function("p => { const box = document.querySelector('#case-detail .d-photos');"
+                           " return !!box && (box.textContent === p || !!box.querySelector(`img[src='${p}']`)); }",
                            arg=photos[0])
     # 视频上报 is the operator's (受理员): the dispatcher is told so, the operator reports
     page.fill("#act-note", "路口机动车乱停放")
