@@ -1,6 +1,8 @@
 """Shared fixtures: a store on SQLite or PostgreSQL with the small test city, and a Redis."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import redis as redis_lib
 
@@ -20,35 +22,40 @@ def build_context(tmp_path, database_url: str, redis_url: str = REDIS_TEST_URL) 
     return ctx
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    """A migrated, seeded store on each database, with the real Redis (db 2, flushed)."""
-    r = redis_lib.Redis.from_url(REDIS_TEST_URL)
+@contextlib.contextmanager
+def store_context(db: str, tmp_path, redis_url: str = REDIS_TEST_URL):
+    """A migrated, seeded store on `db` ("sqlite" or "postgresql", a fresh schema), with a flushed Redis db."""
+    r = redis_lib.Redis.from_url(redis_url)
     r.flushdb()
     schema = None
-    if request.param == "sqlite":
+    if db == "sqlite":
         url = f"sqlite:///{tmp_path / 'citywall.db'}"
     else:
         url, schema = support.pg_url_with_schema()
-    ctx = build_context(tmp_path, url)
-    yield ctx
-    ctx.close()
-    use(None)
-    if schema:
-        support.drop_schema(schema)
-    r.flushdb()
-    r.close()
+    ctx = build_context(tmp_path, url, redis_url)
+    try:
+        yield ctx
+    finally:
+        ctx.outbox.stop()
+        ctx.close()
+        use(None)
+        if schema:
+            support.drop_schema(schema)
+        r.flushdb()
+        r.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A migrated, seeded store on each database, with the real Redis (db 2, flushed)."""
+    with store_context(request.param, tmp_path) as ctx:
+        yield ctx
 
 
 @pytest.fixture
 def sqlite_store(tmp_path):
-    r = redis_lib.Redis.from_url(REDIS_TEST_URL)
-    r.flushdb()
-    ctx = build_context(tmp_path, f"sqlite:///{tmp_path / 'citywall.db'}")
-    yield ctx
-    ctx.close()
-    use(None)
-    r.flushdb()
+    with store_context("sqlite", tmp_path) as ctx:
+        yield ctx
 
 
 def actor(role: str, department_code: str | None = None):

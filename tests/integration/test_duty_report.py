@@ -6,18 +6,16 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import redis as redis_lib
 from redis import asyncio as aioredis
 from sqlalchemy import insert
 
 from backend.domain.coords import distance_m
 from backend.gps.pipeline import PositionPipeline
 from backend.gps.position import Position
-from backend.services.context import use
 from backend.store.gps_models import TrailPoint
 from backend.web import create_app
 from tests import support
-from tests.conftest import build_context
+from tests.conftest import store_context
 
 REDIS_URL = "redis://127.0.0.1:6379/6"
 pytestmark = pytest.mark.timeout(60)
@@ -26,25 +24,11 @@ SHIFT_START = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)  # 08:00 in Beij
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def client(request, tmp_path):
-    r = redis_lib.Redis.from_url(REDIS_URL)
-    r.flushdb()
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'citywall.db'}"
-    else:
-        url, schema = support.pg_url_with_schema()
-    ctx = build_context(tmp_path, url, REDIS_URL)
-    app = create_app(ctx, screens=False)
-    with app.test_client() as c:
-        c.store = ctx
-        yield c
-    ctx.outbox.stop()
-    ctx.close()
-    use(None)
-    if schema:
-        support.drop_schema(schema)
-    r.flushdb()
-    r.close()
+    with store_context(request.param, tmp_path, REDIS_URL) as ctx:
+        app = create_app(ctx, screens=False)
+        with app.test_client() as c:
+            c.store = ctx
+            yield c
 
 
 def login(client, username: str) -> dict:

@@ -13,10 +13,9 @@ from backend.gps.archive import Archiver
 from backend.gps.pipeline import PositionPipeline
 from backend.gps.position import Position
 from backend.services import gps
-from backend.services.context import use
 from backend.web import create_app
 from tests import support
-from tests.conftest import build_context
+from tests.conftest import store_context
 
 REDIS_URL = "redis://127.0.0.1:6379/6"
 pytestmark = pytest.mark.timeout(60)
@@ -24,21 +23,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def gps_store(request, tmp_path):
-    r = redis_lib.Redis.from_url(REDIS_URL)
-    r.flushdb()
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'citywall.db'}"
-    else:
-        url, schema = support.pg_url_with_schema()
-    ctx = build_context(tmp_path, url, REDIS_URL)
-    yield ctx
-    ctx.close()
-    use(None)
-    if schema:
-        support.drop_schema(schema)
-    r.flushdb()
-    r.close()
+    with store_context(request.param, tmp_path, REDIS_URL) as ctx:
+        yield ctx
 
 
 @pytest.fixture

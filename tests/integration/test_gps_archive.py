@@ -14,10 +14,9 @@ from backend.gps import archive
 from backend.gps.archive import Archiver
 from backend.gps.pipeline import KEY_TRAIL, PositionPipeline
 from backend.gps.position import Position
-from backend.services.context import use
 from backend.store.gps_models import Device, TrailPoint
 from tests import support
-from tests.conftest import build_context
+from tests.conftest import store_context
 
 REDIS_URL = "redis://127.0.0.1:6379/6"
 pytestmark = pytest.mark.timeout(60)
@@ -25,21 +24,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ctx(request, tmp_path):
-    r = redis_lib.Redis.from_url(REDIS_URL)
-    r.flushdb()
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'citywall.db'}"
-    else:
-        url, schema = support.pg_url_with_schema()
-    context = build_context(tmp_path, url, REDIS_URL)
-    yield context
-    context.close()
-    use(None)
-    if schema:
-        support.drop_schema(schema)
-    r.flushdb()
-    r.close()
+    with store_context(request.param, tmp_path, REDIS_URL) as context:
+        yield context
 
 
 def write_positions(positions: list[Position], max_batch: int = 7) -> None:
