@@ -84,7 +84,11 @@ class Outbox:
                 self.last_error = None
                 if done:
                     now = datetime.now(timezone.utc)
-                    stmt = update(EVENTS).where(EVENTS.c.id.in_(done)).values(published_at=now)
+                    # Rows another process's relay is marking right now are skipped, not waited for (two
+                    # relays marking the same rows in different orders would deadlock on PostgreSQL).
+                    mine = (select(EVENTS.c.id).where(EVENTS.c.id.in_(done), EVENTS.c.published_at.is_(None))
+                            .with_for_update(skip_locked=True))
+                    stmt = update(EVENTS).where(EVENTS.c.id.in_(mine)).values(published_at=now)
                     self.ctx.writes.run(lambda conn: conn.execute(stmt))
                     sent += len(done)
                 if len(rows) < self.batch:

@@ -132,3 +132,37 @@ def test_a_stream_from_another_database_is_dropped_but_a_live_one_is_kept(own_re
     # a fresh database (max 1) behind a stream that holds 3: the stream is another database's, dropped
     assert bus.reset_stale_stream(r, db_max(1)) is True and r.exists(bus.EVENTS_STREAM) == 0
     assert calls == [3, 1]  # the database is asked only after the stream was read
+
+
+def test_two_relays_at_once_publish_each_event_once(store):
+    """Two processes' relays (two engines) flushing the same rows at the same time: each event once, in order."""
+    import threading
+
+    from backend.services.outbox import Outbox
+
+    store.outbox.kick = lambda: None  # leave the events in the outbox for the two relays below
+    for _ in range(60):
+        new_case()
+    assert store.outbox.pending() == 60
+    other = Context.from_config(store.config)
+    relays = [Outbox(store), Outbox(other)]
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run(relay):
+        try:
+            start.wait()
+            relay.flush()
+        except BaseException as exc:  # collected, asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in relays]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    other.close()
+    assert failures == []
+    assert store.outbox.pending() == 0
+    ids = [e["event_id"] for _, e in bus.read_events(store.redis, count=1000)]
+    assert len(ids) == 60 and ids == sorted(set(ids))
