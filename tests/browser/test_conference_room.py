@@ -80,7 +80,7 @@ def service():
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
+        pytest.fail("Debian chromium is not installed (make test installs it)")
     args = chromium_args() + ["--use-fake-device-for-media-stream=fps=25", "--use-fake-ui-for-media-stream"]
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)

@@ -214,7 +214,7 @@ def test_status_changes_are_published_to_redis():
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        pytest.fail("no Redis on 127.0.0.1:6379 (make test starts it)")
 
     async def scenario(server, session, service):
         import redis.asyncio as aioredis
