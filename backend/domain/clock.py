@@ -486,6 +486,17 @@ def _holiday_dates(item: Any, year: Any) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def sla_state(now: datetime, deadline_at: datetime | None, warn_at: datetime | None) -> int:
+    """A running clock's state (时限状态): 0 within time, 1 warned (80% used), 2 overdue; 0 when no clock runs."""
+    if deadline_at is None:
+        return 0
+    if now >= deadline_at:
+        return 2
+    if warn_at is not None and now >= warn_at:
+        return 1
+    return 0
+
+
 @lru_cache(maxsize=1)
 def default_calendar() -> WorkCalendar:
     """The shipped calendar (``backend/data/calendar.json``): 08:00-12:00, 14:00-18:00, Asia/Shanghai,

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 from shapely.geometry import Point, Polygon, mapping, shape
 
-from backend.domain.clock import CLOCK_TYPES, WorkCalendar
+from backend.domain.clock import CLOCK_TYPES, WorkCalendar, sla_state
 
 PLANS_FILE = Path(__file__).resolve().parent.parent / "data" / "plans.json"
 
@@ -438,12 +438,4 @@ def task_clock(calendar: WorkCalendar, start: datetime, spec: TaskSpec) -> TaskC
                      warn_at=calendar.add_seconds(start, seconds * WARN_SHARE, spec.clock))
 
 
-def task_sla_state(now: datetime, deadline_at: datetime | None, warn_at: datetime | None) -> int:
-    """0 within time, 1 warned (80% used), 2 overdue."""
-    if deadline_at is None:
-        return 0
-    if now >= deadline_at:
-        return 2
-    if warn_at is not None and now >= warn_at:
-        return 1
-    return 0
+task_sla_state = sla_state  # a task's countdown works like a case stage's (domain.clock)

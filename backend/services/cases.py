@@ -20,6 +20,7 @@ from backend.domain import lifecycle
 from backend.domain.audit import canonical, chain_hash
 from backend.domain.case_number import format_case_number, prefix_for
 from backend.domain.catalog import CaseClass, UnknownClass
+from backend.domain.clock import sla_state
 from backend.domain.lifecycle import Actor
 from backend.services import errors
 from backend.services.context import Context, current
@@ -30,7 +31,6 @@ from backend.store.groupcommit import on_commit, tx_state
 CASES = m.Case.__table__
 EVENTS = m.Event.__table__
 
-UNIT_SECONDS = {"work_hour": 3600.0, "urgent_hour": 3600.0, "work_day": 8 * 3600.0, "natural_day": 86400.0}
 CREATE_ROLES = {"inspector", "operator", "supervisor", "dispatcher", "leader", "admin", "system", "public"}
 WARN_SHARE = 0.8
 MAX_DESCRIPTION = 2000
@@ -124,20 +124,10 @@ def _stage_fields(ctx: Context, cls: CaseClass, stage: str | None, at: datetime)
     if stage is None:
         return {"stage": None, "stage_started_at": None, "deadline_at": None, "warn_at": None, "sla_state": 0}
     limit = cls.limits[stage]
-    seconds = limit.value * UNIT_SECONDS[limit.clock]
+    seconds = limit.value * ctx.calendar.unit_seconds(limit.clock)
     deadline = ctx.calendar.add_seconds(at, seconds, limit.clock)
     warn = ctx.calendar.add_seconds(at, seconds * WARN_SHARE, limit.clock)
     return {"stage": stage, "stage_started_at": at, "deadline_at": deadline, "warn_at": warn, "sla_state": 0}
-
-
-def _sla_state(now: datetime, deadline: datetime | None, warn: datetime | None) -> int:
-    if deadline is None:
-        return 0
-    if now >= deadline:
-        return 2
-    if warn is not None and now >= warn:
-        return 1
-    return 0
 
 
 # --- views -----------------------------------------------------------------------------------------
@@ -349,7 +339,7 @@ def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> d
         ch.update(fields)
         ch["bundle_deadline_at"] = fields["deadline_at"]
         limit = cls.limits["dispose"]
-        ch["dispose_limit_seconds"] = limit.value * UNIT_SECONDS[limit.clock]
+        ch["dispose_limit_seconds"] = limit.value * ctx.calendar.unit_seconds(limit.clock)
         return ch
     if action == "feedback":
         ch["disposed_at"] = at
@@ -357,7 +347,7 @@ def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> d
         limit = cls.limits["dispose"]
         hours = payload.get("hours")
         extra = float(hours) * 3600.0 if hours else float(row["dispose_limit_seconds"] or
-                                                            limit.value * UNIT_SECONDS[limit.clock])
+                                                            limit.value * ctx.calendar.unit_seconds(limit.clock))
         bundle = ctx.calendar.add_seconds(_utc(row["bundle_deadline_at"]) or at, extra, limit.clock)
         ch["bundle_deadline_at"] = bundle
         ch["postpone_hours"] = (row["postpone_hours"] or 0.0) + extra / 3600.0
@@ -367,7 +357,7 @@ def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> d
             total = ctx.calendar.counted_seconds(_utc(row["stage_started_at"]), bundle, limit.clock)
             ch["warn_at"] = ctx.calendar.add_seconds(_utc(row["stage_started_at"]), total * WARN_SHARE,
                                                      limit.clock)
-            ch["sla_state"] = _sla_state(at, bundle, ch["warn_at"])
+            ch["sla_state"] = sla_state(at, bundle, ch["warn_at"])
         return ch
     if action in ("postpone", "suspend", "return"):
         ch["pending_payload"] = payload
@@ -393,7 +383,7 @@ def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> d
         ch.update({"suspended_at": None, "bundle_deadline_at": new_bundle, "deadline_at": new_bundle,
                    "stage": "dispose", "stage_started_at": new_started,
                    "warn_at": ctx.calendar.add_seconds(new_started, total * WARN_SHARE, limit.clock)})
-        ch["sla_state"] = _sla_state(at, new_bundle, ch["warn_at"])
+        ch["sla_state"] = sla_state(at, new_bundle, ch["warn_at"])
         return ch
     if action == "approve_return":
         ch.update({"department_id": None, "pending_payload": None})
@@ -430,9 +420,7 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
         if row is None:
             raise errors.NotFound(f"case {case_id} does not exist")
         row = dict(row)
-        if actor.role == "department" and row["department_id"] != actor.department_id:
-            raise errors.Forbidden("this case is not dispatched to your department")
-        decision = _decide(ctx, row, action, actor, payload)
+        decision = _decide(ctx, row, action, actor, payload)  # refuses another department's case (403)
         changes = _effects(ctx, row, decision, actor, at)
         rows.update_case(conn, case_id, changes)
         row.update(changes)
@@ -513,7 +501,7 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
             return None
         row = dict(row)
         deadline, warn = _utc(row["deadline_at"]), _utc(row["warn_at"])
-        if deadline is None or row["sla_state"] >= level or _sla_state(at, deadline, warn) < level:
+        if deadline is None or row["sla_state"] >= level or sla_state(at, deadline, warn) < level:
             return None
         rows.update_case(conn, case_id, {"sla_state": level})
         row["sla_state"] = level
