@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterable
 
 import redis
@@ -193,10 +192,3 @@ def wait_for(r: redis.Redis, timeout: float = 10.0) -> bool:
             time.sleep(0.1)
     return False
 
-
-def pid_file(config: Config) -> Path:
-    return config.data_dir / "redis.pid"
-
-
-def env_redis_url() -> str:
-    return os.environ.get("REDIS_URL", "")

@@ -305,7 +305,7 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
 
 
 def _load_for_update(conn: Connection, case_id: int) -> dict | None:
-    return rows.load_case(conn, case_id, lock=True)
+    return rows.load_case(conn, case_id)
 
 
 def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> dict:

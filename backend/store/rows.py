@@ -49,7 +49,6 @@ class Dialect:
         self.postgres = postgres
         p = _pg if postgres else (lambda s: s)
         cols = ", ".join(CASE_COLUMNS)
-        self.select_case = p(f"SELECT {cols} FROM cases WHERE id = :id")
         self.select_case_locked = p(f"SELECT {cols} FROM cases WHERE id = :id" + (" FOR UPDATE" if postgres else ""))
         self.head = "SELECT last_event_id, last_hash FROM audit_head WHERE id = 1" + (" FOR UPDATE" if postgres else "")
         self.head_update = p("UPDATE audit_head SET last_event_id = :event_id, last_hash = :hash WHERE id = 1")
@@ -99,11 +98,12 @@ def cursor(conn: Connection):
     return conn.connection.dbapi_connection.cursor()
 
 
-def load_case(conn: Connection, case_id: int, lock: bool = True) -> dict | None:
+def load_case(conn: Connection, case_id: int) -> dict | None:
+    """The case row, locked for this transaction (FOR UPDATE on PostgreSQL)."""
     d = dialect(conn)
     cur = cursor(conn)
     try:
-        cur.execute(d.select_case_locked if lock else d.select_case, {"id": case_id})
+        cur.execute(d.select_case_locked, {"id": case_id})
         row = cur.fetchone()
     finally:
         cur.close()
