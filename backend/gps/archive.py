@@ -21,6 +21,7 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from backend.store.db import as_utc
 from backend.gps.pipeline import KEY_TRAIL
 from backend.gps.position import Position, trail_positions
 from backend.store.gps_models import Device, TrailPoint
@@ -61,11 +62,6 @@ def unarchived_from(r: redis.Redis, stream: str = KEY_TRAIL, group: str = GROUP)
         if summary and summary.get("min"):
             return _text(summary["min"])
     return "(" + _text(info["last-delivered-id"])
-
-
-def as_utc(value: datetime) -> datetime:
-    """Stored times read back from SQLite are naive: they are UTC."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Archiver:

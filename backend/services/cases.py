@@ -26,6 +26,7 @@ from backend.services import errors
 from backend.services.context import Context, current
 from backend.store import models as m
 from backend.store import rows
+from backend.store.db import as_utc as _utc
 from backend.store.groupcommit import on_commit, tx_state
 
 CASES = m.Case.__table__
@@ -39,14 +40,6 @@ MAX_PHOTOS = 9
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    if t.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        return t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
 
 
 def iso(t: datetime | None) -> str | None:

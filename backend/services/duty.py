@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from backend.domain import duty as rules_mod
 from backend.domain.duty import DutyPoint, DutyRules, Shift
 from backend.domain.grid import GridError
-from backend.gps.archive import as_utc
+from backend.store.db import as_utc
 from backend.gps.pipeline import KEY_LAST
 from backend.services import errors, gps
 from backend.services.context import current

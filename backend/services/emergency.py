@@ -25,6 +25,7 @@ from backend.domain.lifecycle import Actor
 from backend.services import cameras, errors, notify
 from backend.services.cases import append_event, iso, now_utc
 from backend.services.context import current
+from backend.store.db import as_utc as _utc
 from backend.store import emergency_models as em
 from backend.store import models as m
 
@@ -49,12 +50,6 @@ MAX_TEXT = 2000
 MAX_PHOTOS = 9
 CAMERA_MARGIN_M = 300.0
 ENV_PLANS = "CITYWALL_PLANS_FILE"
-
-
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 # --- plans and units (replaceable in tests) -----------------------------------------------------

@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from backend.gps.archive import POINTS, as_utc, unarchived_from
+from backend.gps.archive import POINTS, unarchived_from
+from backend.store.db import as_utc
 from backend.gps.gateway import CHANNEL_REGISTRY
 from backend.gps.pipeline import KEY_LAST, KEY_LATEST, KEY_TRAIL
 from backend.gps.position import trail_positions

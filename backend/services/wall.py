@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import and_, case, func, select
 
+from backend.store.db import as_utc
 from backend.domain import coords, lifecycle
 from backend.domain.catalog import UnknownClass
 from backend.services import errors, evaluation, reference
@@ -46,9 +47,7 @@ def _utc(t: datetime | str | None) -> datetime | None:
         return None
     if isinstance(t, str):
         t = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        return t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc)
+    return as_utc(t)
 
 
 def epoch_ms(t: datetime | str | None) -> int | None:

@@ -1,12 +1,20 @@
 """Engine creation and migrations (数据库): SQLite file by default, PostgreSQL by DATABASE_URL."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def as_utc(t: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite hands back naive datetimes, and they were stored as UTC."""
+    if t is None:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 def normalise_url(url: str) -> str:
