@@ -27,7 +27,7 @@ def resume_due_suspensions(now: datetime) -> int:
     ctx = current()
     today = now.astimezone(ctx.calendar.tz).date().isoformat()
     t = m.Case.__table__
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         ids = conn.execute(select(t.c.id).where(t.c.status == "suspended", t.c.suspended_until.is_not(None),
                                                 t.c.suspended_until <= today).limit(200)).scalars().all()
     n = 0

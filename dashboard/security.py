@@ -63,7 +63,7 @@ def _user_row(username: str):
     now = time.monotonic()
     if hit is not None and now - hit[0] < USER_TTL:
         return hit[1]
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         row = conn.execute(select(USERS).where(USERS.c.username == username)).first()
     _users[username] = (now, row)
     return row

@@ -21,7 +21,7 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from backend.store.db import as_utc
+from backend.store.db import as_utc, reader
 from backend.gps.pipeline import KEY_TRAIL
 from backend.gps.position import Position, trail_positions
 from backend.store.gps_models import Device, TrailPoint
@@ -71,6 +71,7 @@ class Archiver:
                  consumer: str | None = None, count: int = 200) -> None:
         self.redis = r
         self.engine = engine
+        self.reader = reader(engine)  # its reads take no write lock on SQLite
         self.stream = stream
         self.group = group
         self.consumer = consumer or f"archiver-{socket.gethostname()}"
@@ -179,7 +180,7 @@ class Archiver:
             protocol, _, identifier = key.partition(":")
             if protocol in ("jt808", "osmand") and identifier:
                 pairs.append((protocol, identifier))
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             for chunk in range(0, len(pairs), 200):
                 part = pairs[chunk:chunk + 200]
                 found = conn.execute(select(DEVICES.c.id, DEVICES.c.protocol, DEVICES.c.identifier).where(
@@ -197,7 +198,7 @@ class Archiver:
                         kind="person" if protocol == "osmand" else "vehicle", enabled=True,
                         created_at=datetime.now(timezone.utc)).returning(DEVICES.c.id)).scalar_one()
             except IntegrityError:  # a gateway inserted it meanwhile
-                with self.engine.connect() as conn:
+                with self.reader.connect() as conn:
                     device_id = conn.execute(select(DEVICES.c.id).where(
                         DEVICES.c.protocol == protocol, DEVICES.c.identifier == identifier)).scalar_one()
             log.info("archiver added device %s", key)

@@ -16,7 +16,7 @@ def verify() -> ChainResult:
     cols = [EVENTS.c.id, EVENTS.c.case_id, EVENTS.c.type, EVENTS.c.action, EVENTS.c.actor, EVENTS.c.role,
             EVENTS.c.from_status, EVENTS.c.to_status, EVENTS.c.payload, EVENTS.c.created_at,
             EVENTS.c.prev_hash, EVENTS.c.hash]
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         head = conn.execute(select(HEAD.c.last_event_id, HEAD.c.last_hash).where(HEAD.c.id == 1)).first()
         head_id, head_hash = (head.last_event_id, head.last_hash) if head else (0, GENESIS)
         rows = conn.execution_options(yield_per=5000).execute(

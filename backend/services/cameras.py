@@ -26,7 +26,7 @@ def _public(row) -> dict:
 
 
 def list_cameras(near: tuple[float, float] | None = None, radius_m: float | None = None) -> list[dict]:
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(CAMERAS).order_by(CAMERAS.c.id)).all()
     out = [_public(r) for r in rows]
     if near is not None:
@@ -38,7 +38,7 @@ def list_cameras(near: tuple[float, float] | None = None, radius_m: float | None
 
 
 def get(camera_id: int) -> dict:
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         row = conn.execute(select(CAMERAS).where(CAMERAS.c.id == camera_id)).first()
     if row is None:
         raise errors.NotFound(f"camera {camera_id} does not exist")

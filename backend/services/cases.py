@@ -521,7 +521,7 @@ def due_cases(now: datetime | None = None, limit: int = 1000) -> dict[str, list[
     """Open cases whose running stage just passed 80% (`warning`) or its deadline (`overdue`), unmarked."""
     ctx = current()
     now = _utc(now) or now_utc()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         overdue = conn.execute(select(CASES.c.id).where(CASES.c.sla_state.in_([0, 1]), CASES.c.deadline_at <= now)
                                .order_by(CASES.c.deadline_at).limit(limit)).scalars().all()
         warning = conn.execute(select(CASES.c.id).where(CASES.c.sla_state == 0, CASES.c.warn_at <= now)
@@ -546,7 +546,7 @@ def sla_tick(now: datetime | None = None, limit: int = 500) -> int:
 def get(case_id: int, actor: Actor | None = None) -> dict:
     """The case with its full timeline and the actions this actor may take now."""
     ctx = current()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         row = conn.execute(select(CASES).where(CASES.c.id == case_id)).mappings().first()
         if row is None:
             raise errors.NotFound(f"case {case_id} does not exist")
@@ -637,7 +637,7 @@ def list_cases(params: dict, actor: Actor | None = None) -> dict:
         raise errors.BadInput(f"cannot sort by {sort!r}", {"allowed": list(sort_cols)})
     order = col.desc() if sort.startswith("-") else col.asc()
     where = and_(*conds) if conds else None
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         q = select(CASES)
         cq = select(func.count()).select_from(CASES)
         if where is not None:
@@ -657,7 +657,7 @@ def query(statuses: list[str] | None = None, limit: int = 1000) -> list[dict]:
         q = q.where(CASES.c.status.in_(statuses))
     else:
         q = q.where(CASES.c.status.notin_(list(lifecycle.FINAL_STATUSES)))
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         rows = conn.execute(q.order_by(CASES.c.id).limit(limit)).mappings().all()
     now = now_utc()
     return [to_dict(ctx, r, now) for r in rows]

@@ -129,7 +129,7 @@ def create(data: Any, actor: Actor, host: str) -> dict:
     if not isinstance(invitees, list) or not 1 <= len(invitees) <= MAX_INVITEES:
         raise errors.BadInput(f"'invitees' must be a list of 1 to {MAX_INVITEES} people", {"field": "invitees"})
     ctx.departments  # loaded before the write transaction
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         users = _users(conn)
         if incident_id is not None:
             if isinstance(incident_id, bool) or not isinstance(incident_id, int):
@@ -177,7 +177,7 @@ def _is_invited(actor: Actor, p: dict) -> bool:
 
 def get(room_id: int, actor: Actor | None = None, host: str | None = None) -> dict:
     """The room and its participants. Leaders see every join link; an invitee sees only their own."""
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         room = conn.execute(select(ROOMS).where(ROOMS.c.id == room_id)).mappings().first()
         if room is None:
             raise errors.NotFound(f"conference {room_id} does not exist")
@@ -208,7 +208,7 @@ def list_rooms(actor: Actor, params: dict | None = None) -> dict:
             q = q.where(ROOMS.c.incident_id == int(params["incident_id"]))
         except ValueError as exc:
             raise errors.BadInput("'incident_id' must be an integer", {"field": "incident_id"}) from exc
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rooms = conn.execute(q).mappings().all()
         mine = set()
         if actor.role not in CREATORS:
@@ -264,7 +264,7 @@ def record_event(body: dict) -> bool:
         return False
     at = _event_time(body.get("at"))
     ctx = current()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         room_row = conn.execute(select(ROOMS).where(ROOMS.c.id == room_id)).mappings().first()
         person = conn.execute(select(PEOPLE).where(PEOPLE.c.pid == str(pid), PEOPLE.c.conference_id == room_id)) \
             .mappings().first()

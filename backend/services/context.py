@@ -21,7 +21,7 @@ from backend.domain.catalog import Catalog, default_catalog
 from backend.domain.clock import WorkCalendar, default_calendar
 from backend.domain.grid import GridIndex, Responsibilities, ResponsibilityRule
 from backend.store import models as m
-from backend.store.db import make_engine
+from backend.store.db import make_engine, reader
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ class Context:
             return self._redis
 
     @cached_property
+    def reader(self) -> Engine:
+        """The engine for read-only work (no write lock on SQLite): `ctx.reader.connect()`."""
+        return reader(self.engine)
+
+    @cached_property
     def writes(self):
         """Group commit of this process's writes (see backend.store.groupcommit)."""
         from backend.services.errors import ServiceError
@@ -83,7 +88,7 @@ class Context:
     @property
     def grid_index(self) -> GridIndex:
         if self._grid_index is None:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 rows = conn.execute(select(m.UnitGrid.code, m.UnitGrid.name, m.UnitGrid.geometry)).all()
             fc = {"type": "FeatureCollection", "features": [
                 {"type": "Feature", "properties": {"grid_code": r.code, "name": r.name},
@@ -94,7 +99,7 @@ class Context:
     @property
     def responsibilities(self) -> Responsibilities:
         if self._responsibilities is None:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 rows = conn.execute(select(m.ResponsibilityRule).order_by(m.ResponsibilityRule.id)).all()
             self._responsibilities = Responsibilities([
                 ResponsibilityRule(department_id=r.department_id, grid_prefix=r.grid_prefix,
@@ -104,7 +109,7 @@ class Context:
     @property
     def departments(self) -> dict[int, dict]:
         if self._departments is None:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 rows = conn.execute(select(m.Department.id, m.Department.code, m.Department.name,
                                            m.Department.type, m.Department.street_code)).all()
             self._departments = {r.id: {"id": r.id, "code": r.code, "name": r.name, "type": r.type,

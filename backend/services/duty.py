@@ -78,13 +78,13 @@ def _validate(data: dict, current_row: dict | None = None) -> dict:
     if device_id is not None:
         if isinstance(device_id, bool) or not isinstance(device_id, int):
             raise _bad("'device_id' must be a device id", "device_id")
-        with ctx.engine.connect() as conn:
+        with ctx.reader.connect() as conn:
             if conn.execute(select(DEVICES.c.id).where(DEVICES.c.id == device_id)).first() is None:
                 raise _bad(f"device {device_id} does not exist", "device_id")
     else:
         if not isinstance(person, str):
             raise _bad("'person' must be a username", "person")
-        with ctx.engine.connect() as conn:
+        with ctx.reader.connect() as conn:
             if conn.execute(select(m.User.id).where(m.User.username == person)).first() is None:
                 raise _bad(f"there is no user {person!r}", "person")
     out["device_id"], out["person"] = device_id, person if device_id is None else None
@@ -93,7 +93,7 @@ def _validate(data: dict, current_row: dict | None = None) -> dict:
     if duty_grid_code is not None:
         if not isinstance(duty_grid_code, str):
             raise _bad("'duty_grid_code' must be the code of a 责任网格", "duty_grid_code")
-        with ctx.engine.connect() as conn:
+        with ctx.reader.connect() as conn:
             row = conn.execute(select(m.DutyGrid.grid_codes).where(m.DutyGrid.code == duty_grid_code)).first()
         if row is None:
             raise _bad(f"there is no 责任网格 {duty_grid_code!r}", "duty_grid_code")
@@ -131,7 +131,7 @@ def create_shift(data: dict) -> dict:
 
 
 def _row(shift_id: int):
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         row = conn.execute(select(SHIFTS).where(SHIFTS.c.id == shift_id)).first()
     if row is None:
         raise errors.NotFound(f"shift {shift_id} does not exist")
@@ -164,7 +164,7 @@ def list_shifts(person: str | None = None, device_id: int | None = None) -> list
                                 SHIFTS.c.device_id.in_(select(DEVICES.c.id).where(DEVICES.c.person == person))))
     if device_id is not None:
         query = query.where(SHIFTS.c.device_id == device_id)
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         return [_public(r) for r in conn.execute(query).all()]
 
 
@@ -175,7 +175,7 @@ def _devices_of(row) -> list[dict]:
     query = select(DEVICES)
     query = query.where(DEVICES.c.id == row.device_id) if row.device_id is not None \
         else query.where(DEVICES.c.person == row.person)
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         return [{"id": r.id, "device": f"{r.protocol}:{r.identifier}", "plate": r.plate or ""}
                 for r in conn.execute(query.order_by(DEVICES.c.id)).all()]
 
@@ -211,7 +211,7 @@ def _result_json(result: rules_mod.DutyResult, area: frozenset[str]) -> dict:
 
 
 def _alarms_between(shift_id: int, start: datetime, end: datetime) -> list[dict]:
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(ALARMS).where(ALARMS.c.shift_id == shift_id, ALARMS.c.since >= start,
                                                  ALARMS.c.since <= end).order_by(ALARMS.c.id)).all()
     return [_alarm_public(r) for r in rows]
@@ -247,13 +247,13 @@ def report(day: date, person: str | None = None, device_id: int | None = None,
     ctx = current()
     display = None
     if person:
-        with ctx.engine.connect() as conn:
+        with ctx.reader.connect() as conn:
             user = conn.execute(select(m.User.username, m.User.display_name).where(
                 m.User.username == person)).first()
         if user is None:
             raise errors.NotFound(f"there is no user {person!r}")
         display = user.display_name
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         query = select(SHIFTS).where(SHIFTS.c.enabled.is_(True)).order_by(SHIFTS.c.start_time, SHIFTS.c.id)
         if person:
             query = query.where(or_(SHIFTS.c.person == person, SHIFTS.c.device_id.in_(
@@ -295,7 +295,7 @@ def list_alarms(active: bool | None = None, person: str | None = None, start: da
         query = query.where(ALARMS.c.raised_at >= start)
     if end is not None:
         query = query.where(ALARMS.c.raised_at < end)
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         return [_alarm_public(r) for r in conn.execute(query).all()]
 
 
@@ -327,7 +327,7 @@ def tick(now: datetime | None = None, rules: DutyRules = RULES) -> dict:
     now = now or datetime.now(timezone.utc)
     ctx = current()
     tz = ctx.calendar.tz
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         rows = conn.execute(select(SHIFTS).where(SHIFTS.c.enabled.is_(True))).all()
         open_alarms = conn.execute(select(ALARMS).where(ALARMS.c.ended_at.is_(None))).all()
     open_by_shift: dict[int, dict[str, object]] = {}

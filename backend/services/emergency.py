@@ -202,7 +202,7 @@ def raise_incident(data: Any, actor: Actor, at: datetime | None = None) -> dict:
         cid = data["case_id"]
         if isinstance(cid, bool) or not isinstance(cid, int):
             raise errors.BadInput("'case_id' must be an integer", {"field": "case_id"})
-        with ctx.engine.connect() as conn:
+        with ctx.reader.connect() as conn:
             case = conn.execute(select(CASES).where(CASES.c.id == cid)).mappings().first()
         if case is None:
             raise errors.NotFound(f"case {cid} does not exist")
@@ -307,7 +307,7 @@ def activate(incident_id: int, actor: Actor, data: Any = None, at: datetime | No
     _check_role(actor, COMMAND, "activate a plan")
     data = _only(data, {"plan_key"})
     at = _utc(at) or now_utc()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         pre = _load(conn, incident_id)
     _transition(pre, "activate")
     try:
@@ -386,7 +386,7 @@ def activate(incident_id: int, actor: Actor, data: Any = None, at: datetime | No
 def send_notifications(incident_id: int, at: datetime | None = None) -> int:
     """Hand the incident's queued messages to the gateway; record each delivery state on the timeline."""
     ctx = current()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         queued = conn.execute(select(NOTES).where(NOTES.c.incident_id == incident_id, NOTES.c.state == "queued")
                               .order_by(NOTES.c.id)).mappings().all()
     if not queued:
@@ -414,7 +414,7 @@ def _record_deliveries(incident_id: int, items: list[tuple], at: datetime) -> in
 def poll_deliveries(limit: int = 200) -> int:
     """Ask the gateway about messages it accepted but has not confirmed (``sent``); record changes."""
     ctx = current()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         sent = conn.execute(select(NOTES).where(NOTES.c.state == "sent", NOTES.c.provider_id.is_not(None))
                             .order_by(NOTES.c.id).limit(limit)).mappings().all()
     changed: dict[int, list[tuple]] = {}
@@ -632,7 +632,7 @@ def task_tick(now: datetime | None = None, limit: int = 500) -> int:
     now = _utc(now) or now_utc()
     q = select(TASKS.c.id, TASKS.c.incident_id).join(INCIDENTS, INCIDENTS.c.id == TASKS.c.incident_id).where(
         INCIDENTS.c.status == "active", TASKS.c.status.notin_(list(dom.TASK_FINAL)))
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         due = conn.execute(q.where(TASKS.c.sla_state < 2, TASKS.c.deadline_at <= now).limit(limit)).all()
         warn = conn.execute(q.where(TASKS.c.sla_state == 0, TASKS.c.warn_at <= now).limit(limit)).all()
     seen = {t.id for t in due}
@@ -719,7 +719,7 @@ def get(incident_id: int, actor: Actor | None = None, timeline_last: int | None 
     """The incident with its perimeter, command group, tasks, notifications, units and timeline."""
     ctx = current()
     now = now_utc()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         row = _load(conn, incident_id)
         members = conn.execute(select(MEMBERS).where(MEMBERS.c.incident_id == incident_id)
                                .order_by(MEMBERS.c.id)).mappings().all()
@@ -793,7 +793,7 @@ def list_incidents(params: dict) -> dict:
         limit = min(500, max(1, int(params.get("limit") or 100)))
     except ValueError as exc:
         raise errors.BadInput("'case_id' and 'limit' must be integers") from exc
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(q.order_by(INCIDENTS.c.id.desc()).limit(limit)).mappings().all()
     return {"items": [_incident_dict(r) | {"perimeter": perimeter(r)} for r in rows]}
 
@@ -824,7 +824,7 @@ def active_view(timeline_last: int = 50) -> dict:
     None; ``incidents`` lists every active incident. The incident carries its perimeter (GeoJSON), units en
     route with ETAs, the nearest cameras, tasks with deadlines, the command group and the newest timeline.
     """
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(INCIDENTS).where(INCIDENTS.c.status == "active")
                             .order_by(INCIDENTS.c.activated_at.desc(), INCIDENTS.c.id.desc())).mappings().all()
     listed = [_incident_dict(r) for r in rows]

@@ -128,7 +128,7 @@ def _validate(data: dict, current_row: dict | None = None) -> dict:
     if kind == "person" and strict:
         if not out["person"]:
             raise _bad("a person's device needs 'person': the username of who carries it", "person")
-        with current().engine.connect() as conn:
+        with current().reader.connect() as conn:
             known = conn.execute(select(m.User.id).where(m.User.username == out["person"])).first()
         if known is None:
             raise _bad(f"there is no user {out['person']!r}", "person")
@@ -165,12 +165,12 @@ def list_devices(kind: str | None = None, vehicle_type: str | None = None,
         query = query.where(DEVICES.c.vehicle_type == vehicle_type)
     if department_id is not None:
         query = query.where(DEVICES.c.department_id == department_id)
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         return [_public(r) for r in conn.execute(query).all()]
 
 
 def _row(device_id: int):
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         row = conn.execute(select(DEVICES).where(DEVICES.c.id == device_id)).first()
     if row is None:
         raise errors.NotFound(f"device {device_id} does not exist")
@@ -186,7 +186,7 @@ def find_device(ref: str) -> dict:
     if ref.isdigit():
         return get_device(int(ref))
     protocol, _, identifier = ref.partition(":")
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         row = conn.execute(select(DEVICES).where(DEVICES.c.protocol == protocol,
                                                  DEVICES.c.identifier == identifier)).first()
     if row is None:
@@ -238,7 +238,7 @@ def delete_device(device_id: int) -> None:
 
 def _directory() -> dict[str, dict]:
     """Device key -> its public record, for every registered device."""
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(DEVICES)).all()
     return {f"{r.protocol}:{r.identifier}": _public(r) for r in rows}
 
@@ -356,7 +356,7 @@ def track_points(device_ids: list[int], start: datetime, end: datetime) -> dict[
     out: dict[int, dict[float, dict]] = {d: {} for d in device_ids}
     if not device_ids:
         return {}
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(POINTS.c.device_id, POINTS.c.time, POINTS.c.lat, POINTS.c.lon, POINTS.c.speed,
                                    POINTS.c.heading, POINTS.c.valid).where(
             POINTS.c.device_id.in_(device_ids), POINTS.c.time >= start, POINTS.c.time <= end,
@@ -377,7 +377,7 @@ def track_points(device_ids: list[int], start: datetime, end: datetime) -> dict[
 
 
 def _keys_of(device_ids: list[int]) -> dict[str, int]:
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(DEVICES.c.id, DEVICES.c.protocol, DEVICES.c.identifier).where(
             DEVICES.c.id.in_(device_ids))).all()
     return {f"{r.protocol}:{r.identifier}": r.id for r in rows}

@@ -64,7 +64,7 @@ class Outbox:
         sent = 0
         with self._lock:
             while True:
-                with self.ctx.engine.connect() as conn:
+                with self.ctx.reader.connect() as conn:
                     rows = conn.execute(
                         select(EVENTS).where(EVENTS.c.published_at.is_(None)).order_by(EVENTS.c.id)
                         .limit(self.batch)).all()
@@ -98,14 +98,14 @@ class Outbox:
     def pending(self) -> int:
         from sqlalchemy import func
 
-        with self.ctx.engine.connect() as conn:
+        with self.ctx.reader.connect() as conn:
             return conn.execute(select(func.count()).select_from(EVENTS)
                                 .where(EVENTS.c.published_at.is_(None))).scalar_one()
 
     def _max_event_id(self) -> int:
         from sqlalchemy import func
 
-        with self.ctx.engine.connect() as conn:
+        with self.ctx.reader.connect() as conn:
             return conn.execute(select(func.coalesce(func.max(EVENTS.c.id), 0))).scalar_one()
 
     # --- background thread -------------------------------------------------------------------

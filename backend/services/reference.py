@@ -21,7 +21,7 @@ def grids_geojson(street_code: str | None = None, community_code: str | None = N
         q = q.where(t.c.street_code == street_code)
     if community_code:
         q = q.where(t.c.community_code == community_code)
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(q.order_by(t.c.code)).all()
     return {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": r.code, "geometry": json.loads(r.geometry),
@@ -31,7 +31,7 @@ def grids_geojson(street_code: str | None = None, community_code: str | None = N
 
 def grid(code: str) -> dict:
     t = m.UnitGrid.__table__
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         r = conn.execute(select(t).where(t.c.code == code)).first()
     if r is None:
         raise errors.NotFound(f"unit grid {code!r} does not exist")
@@ -51,7 +51,7 @@ def locate(lat: float, lon: float) -> dict:
 def areas(kind: str) -> dict:
     """Streets (街道) or communities (社区) as GeoJSON."""
     t = {"streets": m.Street.__table__, "communities": m.Community.__table__}[kind]
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(t).order_by(t.c.code)).all()
     feats = []
     for r in rows:
@@ -64,7 +64,7 @@ def areas(kind: str) -> dict:
 
 def map_layer(name: str) -> dict:
     t = m.MapLayer.__table__
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         r = conn.execute(select(t.c.geojson).where(t.c.name == name)).first()
     if r is None:
         raise errors.NotFound(f"map layer {name!r} does not exist")
@@ -73,7 +73,7 @@ def map_layer(name: str) -> dict:
 
 def duty_grids() -> list[dict]:
     t = m.DutyGrid.__table__
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(select(t).order_by(t.c.code)).all()
     return [{"code": r.code, "name": r.name, "inspector": r.inspector, "grid_codes": r.grid_codes} for r in rows]
 
@@ -89,7 +89,7 @@ def components(bbox: tuple[float, float, float, float] | None = None, class_code
         q = q.where(t.c.class_code == class_code)
     if grid_code:
         q = q.where(t.c.grid_code == grid_code)
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         rows = conn.execute(q.order_by(t.c.code).limit(limit)).all()
     return [{"code": r.code, "class_code": r.class_code, "name": r.name, "lat": r.lat, "lon": r.lon,
              "grid_code": r.grid_code, "status": r.status, "department_id": r.department_id} for r in rows]

@@ -106,7 +106,7 @@ def map_svg(view: dict, cams: list[dict] | None = None, width: int = MAP_W, heig
              f'height="{height}" class="incident-map" role="img" aria-label="事件地图">',
              f'<rect width="{width}" height="{height}" fill="#f6f7f9"/>']
     ctx = current()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         grids = conn.execute(select(m.UnitGrid.code, m.UnitGrid.geometry)).all()
         roads_row = conn.execute(select(m.MapLayer.geojson).where(m.MapLayer.name == "roads")).first()
     for code, raw in grids:

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def is_seeded() -> bool:
-    with current().engine.connect() as conn:
+    with current().reader.connect() as conn:
         return conn.execute(select(func.count()).select_from(m.UnitGrid.__table__)).scalar_one() > 0
 
 
@@ -47,7 +47,7 @@ def ensure_admin(password: str | None) -> None:
     """The user `admin` exists; CITYWALL_ADMIN_PASSWORD sets its password at every start."""
     ctx = current()
     t = m.User.__table__
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         exists = conn.execute(select(t.c.id).where(t.c.username == "admin")).first()
     if password:
         auth.create_user("admin", password, "admin", display_name="系统管理员") if not exists \

@@ -147,7 +147,7 @@ def open_case_columns(department_id: int | None = None, limit: int = 50_000) -> 
     q = select(*cols).where(c.status.notin_(list(lifecycle.FINAL_STATUSES)))
     if department_id is not None:
         q = q.where(c.department_id == department_id)
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         rows = conn.execute(q.order_by(c.id).limit(limit)).all()
     out: dict[str, list] = {k: [] for k in list(CASE_FIELDS) + list(CASE_TIMES) + ["lat", "lon"]}
     convert = ctx.config.tile_crs == "gcj02"
@@ -190,7 +190,7 @@ def kpis(now: datetime | None = None) -> dict:
     now = _utc(now) or datetime.now(timezone.utc)
     start = day_start(now, ctx)
     c = CASES.c
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         reported = conn.execute(select(func.count()).where(c.created_at >= start)).scalar_one()
         registered = conn.execute(select(func.count()).where(c.registered_at >= start)).scalar_one()
         dispatched = conn.execute(select(func.count()).where(c.dispatched_at >= start)).scalar_one()
@@ -230,7 +230,7 @@ def trends(now: datetime | None = None) -> dict:
     today = day_start(now, ctx)
     yesterday = today - timedelta(days=1)
     c = CASES.c
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         rows = conn.execute(select(c.created_at, c.class_code).where(c.created_at >= yesterday,
                                                                      c.created_at < now)).all()
     hours_today, hours_yesterday = [0] * 24, [0] * 24
@@ -284,7 +284,7 @@ def recent_events(limit: int = 30) -> list[dict]:
     """The newest ticker events (上报, 立案, 派遣, 超期, 督办, 结案), newest first."""
     ctx = current()
     e = EVENTS.c
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         rows = conn.execute(select(e.id, e.case_id, e.action, e.created_at, e.payload)
                             .where(e.action.in_(TICKER_ACTIONS)).order_by(e.id.desc()).limit(limit)).all()
     out = []
@@ -298,7 +298,7 @@ def recent_events(limit: int = 30) -> list[dict]:
 
 def last_event_id() -> int:
     ctx = current()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         return conn.execute(select(func.coalesce(func.max(EVENTS.c.id), 0))).scalar_one()
 
 
@@ -307,7 +307,7 @@ def last_event_id() -> int:
 def public_case(case_id: int) -> dict:
     """A case summary for the wall's popup: no reporter, no photos, text as data (the screen escapes it)."""
     ctx = current()
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         r = conn.execute(select(CASES).where(CASES.c.id == case_id)).mappings().first()
     if r is None:
         raise errors.NotFound(f"case {case_id} does not exist")
@@ -388,7 +388,7 @@ def events_after(event_id: int, limit: int = 5000) -> list[dict]:
 
     ctx = current()
     e = EVENTS.c
-    with ctx.engine.connect() as conn:
+    with ctx.reader.connect() as conn:
         rows = conn.execute(select(EVENTS).where(and_(e.id > event_id, e.case_id.is_not(None)))
                             .order_by(e.id).limit(limit)).all()
     return [event_message(r) for r in rows]

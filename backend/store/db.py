@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
+READ_OPTION = "citywall_read"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -48,11 +49,22 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - trivial
             # BEGIN IMMEDIATE: a writer holds the write lock from its first statement, so two
-            # writers never deadlock on a read-then-write upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # writers never deadlock on a read-then-write upgrade. A reader (see `reader`) takes a
+            # plain BEGIN: a WAL snapshot that neither waits for writers nor holds them up.
+            read = conn.get_execution_options().get(READ_OPTION)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine (same pool) for read-only work: on SQLite its transactions take no write lock.
+
+    Reads through `engine.connect()` would begin IMMEDIATE like writers and queue behind them (and a
+    one-second evaluation scan would hold every writer up). Never write through a reader.
+    """
+    return engine.execution_options(**{READ_OPTION: True})
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -61,3 +61,30 @@ def test_sql_counts_match_the_pandas_counts(store):
     result = eval_service.departments(start, end)
     ranked = [d for d in result["departments"] if d["cases"]]
     assert [d["department_id"] for d in ranked][:1] == [sanitation]
+
+
+def test_sql_counts_match_with_the_window_ending_mid_way_and_a_department_with_only_a_suspended_case(store):
+    """The window's end falls between 处置 and 结案, and one department has nothing but a 挂账 case."""
+    sanitation, roads = _dept(store, "sanitation"), _dept(store, "roads")
+    for i, (dept, code, fate) in enumerate([(sanitation, "sanitation", "close"), (sanitation, "sanitation", "late"),
+                                           (roads, "roads", "suspended")]):
+        at = T0 + timedelta(hours=i)
+        c = new_case(at=at)
+        cases.apply(c["id"], "register", actor("supervisor"), at=at)
+        cases.apply(c["id"], "dispatch", actor("dispatcher"), {"department_id": dept}, at=at)
+        d = actor("department", code)
+        cases.apply(c["id"], "accept", d, at=at + timedelta(minutes=5))
+        if fate == "suspended":
+            cases.apply(c["id"], "suspend", d, {"reason": "待施工"}, at=at + timedelta(minutes=6))
+            cases.apply(c["id"], "approve_suspend", actor("dispatcher"), at=at + timedelta(minutes=7))
+            continue
+        done = at + (timedelta(days=3) if fate == "late" else timedelta(minutes=30))
+        cases.apply(c["id"], "feedback", d, {"note": "done"}, at=done)
+        cases.apply(c["id"], "check", actor("inspector"), {"passed": True}, at=done + timedelta(hours=20))
+        cases.apply(c["id"], "close", actor("supervisor"), at=done + timedelta(hours=21))
+    start, end = T0 - timedelta(days=1), T0 + timedelta(hours=12)  # after the first 处置, before its 结案
+    from_sql = eval_service.department_counts_sql(start, end)
+    from_pandas = evaluation.department_counts(eval_service.cases_frame(start, end), start, end)
+    pd.testing.assert_frame_equal(from_sql, from_pandas[from_sql.columns], check_dtype=False)
+    assert from_sql.loc[sanitation, ["cases", "disposed", "closed"]].tolist() == [2, 1, 0]
+    assert from_sql.loc[roads, ["cases", "suspended", "to_dispose"]].tolist() == [1, 1, 0]
