@@ -25,6 +25,7 @@ from flask import Flask, request, session
 from flask_socketio import SocketIO, emit, join_room
 
 from backend import bus
+from backend.fanout import Fanout
 from backend.services import wall
 from backend.services.context import Context
 
@@ -293,6 +294,7 @@ class Bridge:
 
 
 _bridge: Bridge | None = None
+fanout: Fanout | None = None
 
 
 def bridge() -> Bridge | None:
@@ -309,6 +311,9 @@ def init_app(app: Flask, ctx: Context, access: Callable[[dict | None], dict | No
     if _bridge is not None:
         _bridge.stop()
     socketio.init_app(app, async_mode=ASYNC_MODE)
+    global fanout
+    fanout = Fanout()
+    fanout.install(socketio.server.eio)  # screens on WebSocket: one frame per message, a direct write each
     _bridge = Bridge(ctx, socketio)
 
     @socketio.on("connect")

@@ -1,0 +1,72 @@
+"""Pushes to many screens through a real web process: every screen gets every batch, by the direct path."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from backend.domain.lifecycle import Actor
+from backend.services import cases, seed
+from backend.services.context import Context, use
+from backend.store.db import migrate
+from tests import support
+from tests.browser.wall_server import WallServer, api, flush_redis, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture()
+def city(tmp_path):
+    flush_redis()
+    ctx = Context.from_config(support.make_config(tmp_path, f"sqlite:///{tmp_path / 'citywall.db'}",
+                                                  "redis://127.0.0.1:6379/5"))
+    use(ctx)
+    migrate(ctx.engine)
+    seed.seed_city(support.small_city())
+    server = WallServer(tmp_path, free_port())
+    server.start()
+    yield ctx, server
+    server.stop()
+    ctx.outbox.stop()
+    ctx.close()
+    use(None)
+    flush_redis()
+
+
+async def _screens_see(base: str, n: int, make_case) -> tuple[list[set[int]], dict]:
+    import socketio
+
+    seen: list[set[int]] = [set() for _ in range(n)]
+    clients = []
+    for i in range(n):
+        c = socketio.AsyncClient(reconnection=False)
+        c.on("events", lambda data, i=i: seen[i].update(e["c"]["id"] for e in data["events"] if e.get("c")))
+        await c.connect(base, transports=["websocket"], auth={"kind": "wall"})
+        await c.call("hello", {"after": 0})
+        clients.append(c)
+    created = await asyncio.to_thread(make_case)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(created in s for s in seen):
+        await asyncio.sleep(0.05)
+    health = await asyncio.to_thread(api, base, "GET", "/health")
+    for c in clients:
+        await c.disconnect()
+    return [s for s in seen], health | {"created": created}
+
+
+def test_every_screen_gets_the_new_case_written_directly(city):
+    ctx, server = city
+
+    def make_case() -> int:
+        lat, lon = support.inside(1, 1)
+        case = cases.create({"class_code": "E0102", "lat": lat, "lon": lon, "description": "路边堆放垃圾",
+                             "source": "inspector"}, Actor("inspector", "inspector"))
+        ctx.outbox.flush()
+        return case["id"]
+
+    seen, health = asyncio.run(_screens_see(server.base, 6, make_case))
+    assert all(health["created"] in s for s in seen), seen
+    screens = health["screens"]
+    assert screens["websocket"] == 6
+    assert screens["direct"] >= 6, screens       # the batch went out as one frame written to each screen
