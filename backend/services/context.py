@@ -10,6 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import redis as redis_lib
 from sqlalchemy import select
@@ -70,7 +71,11 @@ class Context:
         from backend.services.errors import ServiceError
         from backend.store.groupcommit import GroupCommit
 
-        return GroupCommit(self.engine, clean_errors=(ServiceError,))
+        lock_file = None
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if database and database != ":memory:":
+            lock_file = Path(database + ".writelock")  # the writers of every process on this file queue on it
+        return GroupCommit(self.engine, clean_errors=(ServiceError,), lock_file=lock_file)
 
     @cached_property
     def outbox(self):

@@ -83,3 +83,55 @@ def test_a_write_that_breaks_the_transaction_does_not_fail_the_others(store):
         assert sorted(conn.execute(text("SELECT id FROM gc_probe2")).scalars()) == [0, 1, 2, 4, 5]
     with store.engine.begin() as conn:
         conn.execute(text("DROP TABLE gc_probe2"))
+
+
+def _writer_process(url: str, lock_file: str, who: int, n: int, out) -> None:
+    """Another process writing through its own group commit on the same SQLite file."""
+    from sqlalchemy import create_engine, event
+
+    engine = create_engine(url, connect_args={"timeout": 0})  # no busy waiting at all: any contention errors
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    from pathlib import Path
+
+    gc = GroupCommit(engine, lock_file=Path(lock_file))
+    errors = 0
+    for i in range(n):
+        try:
+            gc.run(lambda conn, i=i: conn.execute(text("INSERT INTO mp_probe (who, i) VALUES (:w, :i)"),
+                                                   {"w": who, "i": i}))
+        except Exception:
+            errors += 1
+    out.put(errors)
+
+
+def test_writers_of_several_processes_queue_on_the_file_lock_instead_of_failing(tmp_path):
+    import multiprocessing
+
+    from sqlalchemy import create_engine
+
+    db = tmp_path / "mp.db"
+    url = f"sqlite:///{db}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("PRAGMA journal_mode=WAL"))
+        conn.execute(text("CREATE TABLE mp_probe (who INTEGER, i INTEGER)"))
+    mp = multiprocessing.get_context("spawn")
+    out = mp.Queue()
+    procs = [mp.Process(target=_writer_process, args=(url, str(db) + ".writelock", w, 300, out)) for w in range(3)]
+    for p in procs:
+        p.start()
+    errors = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    with engine.connect() as conn:
+        written = conn.execute(text("SELECT count(*) FROM mp_probe")).scalar_one()
+    assert errors == [0, 0, 0] and written == 900
