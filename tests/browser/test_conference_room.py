@@ -11,48 +11,32 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from streams.conference.tokens import make_token
 from streams.testing.fixtures import ARTIFACTS, SYNTHETIC_CAMERA
-from streams.testing.harness import CHROMIUM, StreamsProcess, chromium_args
+from streams.testing.harness import StreamsProcess, chromium_args
+from tests.browser.helpers import PIXEL_STATS, wait_until
 
 pytestmark = pytest.mark.timeout(240)
+
+# the `browser` of conftest.py: WebRTC, with a fake camera and microphone that need no permission prompt
+BROWSER_ARGS = chromium_args() + ["--use-fake-device-for-media-stream=fps=25", "--use-fake-ui-for-media-stream"]
 
 SECRET = "conference-browser-test-secret"
 ROOM = "incident-42"
 
-# Mean luma of each tile region of the composed picture, from one canvas grab.
+# Mean luma (with hash and std, every 5th pixel) of each tile region of the composed picture, from one canvas grab.
 TILE_SAMPLE = """(tiles) => {
   const v = document.getElementById('conference-video');
   const c = document.createElement('canvas');
   c.width = v.videoWidth; c.height = v.videoHeight;
   const x = c.getContext('2d');
   x.drawImage(v, 0, 0);
-  return tiles.map(t => {
-    const d = x.getImageData(t.x + 8, t.y + 8, t.w - 16, t.h - 40).data;
-    let hash = 0, s = 0, s2 = 0, n = 0;
-    for (let i = 0; i < d.length; i += 4 * 5) {
-      const g = (d[i] + d[i + 1] + d[i + 2]) / 3;
-      hash = (Math.imul(hash, 31) + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) >>> 0;
-      s += g; s2 += g * g; n++;
-    }
-    const mean = s / n;
-    return {hash: hash, mean: mean, std: Math.sqrt(Math.max(0, s2 / n - mean * mean))};
-  });
+  const stats = """ + PIXEL_STATS + """;
+  return tiles.map(t => stats(x.getImageData(t.x + 8, t.y + 8, t.w - 16, t.h - 40).data, 5));
 }"""
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def post(url: str, body: dict, token: str | None = None) -> tuple[int, dict]:
@@ -74,18 +58,6 @@ def service():
                                                   "CITYWALL_CONFERENCE_LINGER": "5"}).start()
     yield svc
     svc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed (make test installs it)")
-    args = chromium_args() + ["--use-fake-device-for-media-stream=fps=25", "--use-fake-ui-for-media-stream"]
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield chromium
-        chromium.close()
 
 
 def room_state(service, path: str, token: str) -> dict | None:

@@ -2,29 +2,17 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 
 from streams.testing.fixtures import ARTIFACTS, browser, open_page, rtsp_camera, streams_service  # noqa: F401
+from tests.browser import helpers
+from tests.browser.helpers import FRAME_SAMPLE
 
 pytestmark = pytest.mark.timeout(120)
 
-CANVAS_SAMPLE = """() => {
-  const v = document.querySelector('video');
-  const c = document.createElement('canvas');
-  c.width = v.videoWidth; c.height = v.videoHeight;
-  const x = c.getContext('2d');
-  x.drawImage(v, 0, 0);
-  const d = x.getImageData(0, 0, c.width, c.height).data;
-  let hash = 0, s = 0, s2 = 0, n = 0;
-  for (let i = 0; i < d.length; i += 4 * 7) {
-    const g = (d[i] + d[i + 1] + d[i + 2]) / 3;
-    hash = (Math.imul(hash, 31) + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) >>> 0;
-    s += g; s2 += g * g; n++;
-  }
-  const mean = s / n;
-  return {hash: hash, mean: mean, std: Math.sqrt(Math.max(0, s2 / n - mean * mean)), w: c.width, h: c.height};
-}"""
+wait_until = partial(helpers.wait_until, poll=0.2)  # this module polls a little faster than the default
 
 
 TOP_LEFT_PIXEL = """() => {
@@ -39,16 +27,6 @@ TOP_LEFT_PIXEL = """() => {
 
 def stats(page) -> dict:
     return page.evaluate("() => Object.assign({}, window.player.stats)")
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def viewers_of(service, camera_id: int) -> int:
@@ -66,9 +44,9 @@ def test_browser_receives_live_synthetic_camera(streams_service, open_page):
     s = stats(page)
     assert (s["frameWidth"], s["frameHeight"]) == (640, 360)
     assert s["codec"] == "video/H264"
-    first = page.evaluate(CANVAS_SAMPLE)
+    first = page.evaluate(FRAME_SAMPLE, "video")
     time.sleep(0.5)
-    second = page.evaluate(CANVAS_SAMPLE)
+    second = page.evaluate(FRAME_SAMPLE, "video")
     assert (first["w"], first["h"]) == (640, 360)
     assert first["std"] > 10 and first["mean"] > 20, f"picture looks black or flat: {first}"
     assert first["hash"] != second["hash"], "picture is frozen"
@@ -126,7 +104,7 @@ def test_rtsp_camera_killed_and_restarted_recovers_in_the_same_page(streams_serv
     s = stats(page)
     assert s["attempts"] == 1, "the player had to reconnect: the server should keep the viewer's track"
     assert streams_service.get_json("/streams/v1/cameras/2")["state"] == "online"
-    sample = page.evaluate(CANVAS_SAMPLE)
+    sample = page.evaluate(FRAME_SAMPLE, "video")
     assert sample["std"] > 10
     white_bar = page.evaluate(TOP_LEFT_PIXEL)
     assert min(white_bar) > 180, f"the SMPTE white bar is not white ({white_bar}): a corrupt picture"

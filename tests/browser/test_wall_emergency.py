@@ -7,17 +7,16 @@ the site in the video wall); a leader switching the wall back restores the norma
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from backend.services import cameras, seed
-from backend.services.context import Context, use
-from backend.store.db import migrate
+from backend.services import cameras
 from streams.testing.harness import StreamsProcess, chromium_args
 from tests import support
-from tests.browser.wall_server import (ARTIFACTS, CHROMIUM, REDIS_URL, PageWatch, WallServer, api, flush_redis,
-                                       free_port, token, wait_ready)
+from tests.browser.wall_server import (ARTIFACTS, PageWatch, api, free_port, running_wall, small_city_store, token,
+                                       wait_ready)
 
 pytestmark = pytest.mark.timeout(240)
+
+BROWSER_ARGS = chromium_args()  # the `browser` of conftest.py: WebRTC video plays in the wall
 
 SOURCE = "synthetic:{name}?size=320x180&fps=8"
 
@@ -25,38 +24,22 @@ SOURCE = "synthetic:{name}?size=320x180&fps=8"
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory):
     """The small city with a camera far from the incident and one next to it, streams and the web process."""
-    flush_redis()
     data_dir = tmp_path_factory.mktemp("wall-emergency")
-    ctx = Context.from_config(support.make_config(data_dir, f"sqlite:///{data_dir / 'citywall.db'}", REDIS_URL))
-    use(ctx)
-    migrate(ctx.engine)
-    seed.seed_city(support.small_city())
-    far_lat, far_lon = support.inside(0, 0)
-    near_lat, near_lon = support.inside(2, 2)
-    far = cameras.create({"name": "远处路口", "lat": far_lat, "lon": far_lon, "source": SOURCE.format(name="FAR")})
-    near = cameras.create({"name": "现场路口", "lat": near_lat + 0.0003, "lon": near_lon,
-                           "source": SOURCE.format(name="NEAR")})
-    wall_port = free_port()
-    svc = StreamsProcess([{**c, "source": SOURCE.format(name=k)} for c, k in ((far, "FAR"), (near, "NEAR"))],
-                         env={"CITYWALL_DEMO": "1", "CITYWALL_STREAMS_LINGER": "2",
-                              "CITYWALL_HTTP_PORT": str(wall_port)}).start()
-    server = WallServer(data_dir, wall_port, {"CITYWALL_STREAMS_PORT": str(svc.port)})
-    server.start()
-    yield ctx, server, far, near
-    server.stop()
-    svc.stop()
-    ctx.outbox.stop()
-    ctx.close()
-    use(None)
-    flush_redis()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
-        yield b
-        b.close()
+    with small_city_store(data_dir) as ctx:
+        far_lat, far_lon = support.inside(0, 0)
+        near_lat, near_lon = support.inside(2, 2)
+        far = cameras.create({"name": "远处路口", "lat": far_lat, "lon": far_lon, "source": SOURCE.format(name="FAR")})
+        near = cameras.create({"name": "现场路口", "lat": near_lat + 0.0003, "lon": near_lon,
+                               "source": SOURCE.format(name="NEAR")})
+        wall_port = free_port()
+        svc = StreamsProcess([{**c, "source": SOURCE.format(name=k)} for c, k in ((far, "FAR"), (near, "NEAR"))],
+                             env={"CITYWALL_DEMO": "1", "CITYWALL_STREAMS_LINGER": "2",
+                                  "CITYWALL_HTTP_PORT": str(wall_port)}).start()
+        try:
+            with running_wall(data_dir, wall_port, {"CITYWALL_STREAMS_PORT": str(svc.port)}) as server:
+                yield ctx, server, far, near
+        finally:
+            svc.stop()
 
 
 def tile_camera(page, index: int) -> str | None:

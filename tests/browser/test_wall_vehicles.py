@@ -12,14 +12,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis as redis_lib
-from playwright.sync_api import sync_playwright
 
-from backend.services import gps, seed
-from backend.services.context import Context, use
-from backend.store.db import migrate
+from backend.services import gps
 from tests import support
-from tests.browser.wall_server import (CHROMIUM, CHROMIUM_ARGS, REDIS_URL, PageWatch, WallServer, flush_redis,
-                                       free_port, wait_ready)
+from tests.browser.wall_server import REDIS_URL, PageWatch, running_wall, small_city_store, wait_ready
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -30,34 +26,17 @@ def iso(t: datetime) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    flush_redis()
+    """The small city with three trucks of two departments, the web process and a Redis client."""
     data_dir = tmp_path_factory.mktemp("wall-vehicles")
-    ctx = Context.from_config(support.make_config(data_dir, f"sqlite:///{data_dir / 'citywall.db'}", REDIS_URL))
-    use(ctx)
-    migrate(ctx.engine)
-    seed.seed_city(support.small_city())
-    depts = sorted(ctx.departments)
-    trucks = [gps.create_device({"protocol": "jt808", "identifier": f"01391234567{k}", "kind": "vehicle",
-                                 "plate": f"京A1234{k}", "vehicle_type": "环卫车" if k < 2 else "执法车",
-                                 "department_id": depts[0] if k < 2 else depts[1]}) for k in range(3)]
-    server = WallServer(data_dir, free_port())
-    server.start()
-    r = redis_lib.Redis.from_url(REDIS_URL)
-    yield ctx, server, trucks, r
-    r.close()
-    server.stop()
-    ctx.outbox.stop()
-    ctx.close()
-    use(None)
-    flush_redis()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    with small_city_store(data_dir) as ctx:
+        depts = sorted(ctx.departments)
+        trucks = [gps.create_device({"protocol": "jt808", "identifier": f"01391234567{k}", "kind": "vehicle",
+                                     "plate": f"京A1234{k}", "vehicle_type": "环卫车" if k < 2 else "执法车",
+                                     "department_id": depts[0] if k < 2 else depts[1]}) for k in range(3)]
+        with running_wall(data_dir) as server:
+            r = redis_lib.Redis.from_url(REDIS_URL)
+            yield ctx, server, trucks, r
+            r.close()
 
 
 def publish(r, devices: list[dict]) -> None:

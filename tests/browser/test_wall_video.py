@@ -9,87 +9,42 @@ from __future__ import annotations
 import time
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from backend.services import cameras, seed
-from backend.services.context import Context, use
-from backend.store.db import migrate
+from backend.services import cameras
 from streams.testing.harness import StreamsProcess, chromium_args
 from tests import support
-from tests.browser.wall_server import ARTIFACTS, CHROMIUM, PageWatch, WallServer, flush_redis, free_port, wait_ready
+from tests.browser.helpers import FRAME_SAMPLE, wait_until
+from tests.browser.wall_server import ARTIFACTS, PageWatch, free_port, running_wall, small_city_store, wait_ready
 
 pytestmark = pytest.mark.timeout(240)
 
+BROWSER_ARGS = chromium_args()  # the `browser` of conftest.py: WebRTC video plays in the wall
+
 SIZE = (640, 360)
-
-TILE_SAMPLE = """sel => {
-  const v = document.querySelector(sel);
-  if (!v || !v.videoWidth) return null;
-  const c = document.createElement('canvas');
-  c.width = v.videoWidth; c.height = v.videoHeight;
-  const x = c.getContext('2d');
-  x.drawImage(v, 0, 0);
-  const d = x.getImageData(0, 0, c.width, c.height).data;
-  let hash = 0, s = 0, s2 = 0, n = 0;
-  for (let i = 0; i < d.length; i += 4 * 7) {
-    const g = (d[i] + d[i + 1] + d[i + 2]) / 3;
-    hash = (Math.imul(hash, 31) + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) >>> 0;
-    s += g; s2 += g * g; n++;
-  }
-  const mean = s / n;
-  return {hash: hash, mean: mean, std: Math.sqrt(Math.max(0, s2 / n - mean * mean)), w: c.width, h: c.height};
-}"""
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def video_city(tmp_path_factory):
     """The small city with four synthetic cameras, a real streams service and a real web process."""
-    flush_redis()
     data_dir = tmp_path_factory.mktemp("wall-video")
-    ctx = Context.from_config(support.make_config(data_dir, f"sqlite:///{data_dir / 'citywall.db'}",
-                                                  "redis://127.0.0.1:6379/5"))
-    use(ctx)
-    migrate(ctx.engine)
-    seed.seed_city(support.small_city())
-    source = f"synthetic:{{name}}?size={SIZE[0]}x{SIZE[1]}&fps=12"
-    cams = []
-    for k, (i, j) in enumerate([(0, 0), (1, 2), (2, 1), (3, 3)]):
-        lat, lon = support.inside(i, j)
-        cams.append(cameras.create({"name": f"路口{k + 1}", "lat": lat, "lon": lon,
-                                    "source": source.format(name=f"CAM{k + 1}")}))
-    wall_port = free_port()
-    svc = StreamsProcess([{"id": c["id"], "name": c["name"], "lat": c["lat"], "lon": c["lon"],
-                           "grid_code": c["grid_code"], "source": source.format(name=f"CAM{k + 1}")}
-                          for k, c in enumerate(cams)],
-                         env={"CITYWALL_DEMO": "1", "CITYWALL_STREAMS_LINGER": "2",
-                              "CITYWALL_HTTP_PORT": str(wall_port)}).start()  # the wall's origin may call it
-    server = WallServer(data_dir, wall_port, {"CITYWALL_STREAMS_PORT": str(svc.port)})
-    server.start()
-    yield ctx, server, svc, cams
-    server.stop()
-    svc.stop()
-    ctx.outbox.stop()
-    ctx.close()
-    use(None)
-    flush_redis()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
-        yield b
-        b.close()
+    with small_city_store(data_dir) as ctx:
+        source = f"synthetic:{{name}}?size={SIZE[0]}x{SIZE[1]}&fps=12"
+        cams = []
+        for k, (i, j) in enumerate([(0, 0), (1, 2), (2, 1), (3, 3)]):
+            lat, lon = support.inside(i, j)
+            cams.append(cameras.create({"name": f"路口{k + 1}", "lat": lat, "lon": lon,
+                                        "source": source.format(name=f"CAM{k + 1}")}))
+        wall_port = free_port()
+        svc = StreamsProcess([{"id": c["id"], "name": c["name"], "lat": c["lat"], "lon": c["lon"],
+                               "grid_code": c["grid_code"], "source": source.format(name=f"CAM{k + 1}")}
+                              for k, c in enumerate(cams)],
+                             env={"CITYWALL_DEMO": "1", "CITYWALL_STREAMS_LINGER": "2",
+                                  "CITYWALL_HTTP_PORT": str(wall_port)}).start()  # the wall's origin may call it
+        try:
+            with running_wall(data_dir, wall_port, {"CITYWALL_STREAMS_PORT": str(svc.port)}) as server:
+                yield ctx, server, svc, cams
+        finally:
+            svc.stop()
 
 
 def open_wall(browser, base: str, query: str = ""):
@@ -125,8 +80,8 @@ def test_wall_opens_on_2x2_playing_live_cameras(video_city, browser):
         assert later["codec"].lower() == "video/h264"
     # the pixels change and are not black
     sel = "#video-wall-tiles .vt[data-tile='0'] video"
-    a = page.evaluate(TILE_SAMPLE, sel)
-    b = wait_until(lambda: (lambda s: s if s and s["hash"] != a["hash"] else None)(page.evaluate(TILE_SAMPLE, sel)),
+    a = page.evaluate(FRAME_SAMPLE, sel)
+    b = wait_until(lambda: (lambda s: s if s and s["hash"] != a["hash"] else None)(page.evaluate(FRAME_SAMPLE, sel)),
                    10, "a changed picture")
     assert (a["w"], a["h"]) == SIZE
     assert a["std"] > 10 and b["std"] > 10, "a flat (black or frozen) picture"

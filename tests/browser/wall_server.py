@@ -3,6 +3,7 @@ with the small test city, the real Redis (db 5), and a headless Chromium that re
 and failed requests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,9 +12,15 @@ import sys
 import time
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis as redis_lib
+
+from backend.services import seed
+from backend.services.context import Context, use
+from backend.store.db import migrate
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -81,6 +88,43 @@ def flush_redis() -> None:
     r = redis_lib.Redis.from_url(REDIS_URL)
     r.flushdb()
     r.close()
+
+
+@contextlib.contextmanager
+def small_city_store(data_dir: Path) -> Iterator[Context]:
+    """The store of this test process on a fresh SQLite file in data_dir, migrated and seeded with the small
+    city, on Redis db 5 (flushed before and after); closed and put out of use at the end."""
+    flush_redis()
+    ctx = Context.from_config(support.make_config(data_dir, f"sqlite:///{data_dir / 'citywall.db'}", REDIS_URL))
+    use(ctx)
+    try:
+        migrate(ctx.engine)
+        seed.seed_city(support.small_city())
+        yield ctx
+    finally:
+        ctx.outbox.stop()
+        ctx.close()
+        use(None)
+        flush_redis()
+
+
+@contextlib.contextmanager
+def running_wall(data_dir: Path, port: int | None = None, extra_env: dict | None = None) -> Iterator[WallServer]:
+    """A started WallServer on data_dir (on `port`, else a free one), stopped at the end."""
+    server = WallServer(data_dir, port if port is not None else free_port(), extra_env)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def served_city(data_dir: Path, extra_env: dict | None = None) -> Iterator[tuple[Context, WallServer]]:
+    """small_city_store(data_dir) with a running_wall on it: yields (ctx, server). A module that must add to
+    the city before the server starts (cameras, devices, a streams service) nests the two itself."""
+    with small_city_store(data_dir) as ctx, running_wall(data_dir, extra_env=extra_env) as server:
+        yield ctx, server
 
 
 class PageWatch:

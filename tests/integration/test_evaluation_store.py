@@ -17,6 +17,22 @@ def _dept(store, code):
     return next(d["id"] for d in store.departments.values() if d["code"] == code)
 
 
+def _accept(case_id: int, d, at: datetime, suspend: bool) -> None:
+    """The department accepts the dispatched case; with `suspend` it then has it suspended (挂账)."""
+    cases.apply(case_id, "accept", d, at=at + timedelta(minutes=5))
+    if suspend:
+        cases.apply(case_id, "suspend", d, {"reason": "待施工"}, at=at + timedelta(minutes=6))
+        cases.apply(case_id, "approve_suspend", actor("dispatcher"), at=at + timedelta(minutes=7))
+
+
+def _sql_counts_checked(start: datetime, end: datetime) -> pd.DataFrame:
+    """The SQL aggregate of [start, end), once it is checked equal to the pandas counts of the same window."""
+    from_sql = eval_service.department_counts_sql(start, end)
+    from_pandas = evaluation.department_counts(eval_service.cases_frame(start, end), start, end)
+    pd.testing.assert_frame_equal(from_sql, from_pandas[from_sql.columns], check_dtype=False)
+    return from_sql
+
+
 def test_sql_counts_match_the_pandas_counts(store):
     sanitation, roads = _dept(store, "sanitation"), _dept(store, "roads")
     plan = [  # (department, what happens)
@@ -33,10 +49,8 @@ def test_sql_counts_match_the_pandas_counts(store):
         c = cases.apply(c["id"], "dispatch", actor("dispatcher"), {"department_id": dept}, at=at)
         code = "sanitation" if dept == sanitation else "roads"
         d = actor("department", code)
-        cases.apply(c["id"], "accept", d, at=at + timedelta(minutes=5))
+        _accept(c["id"], d, at, suspend=fate == "suspended")
         if fate == "suspended":
-            cases.apply(c["id"], "suspend", d, {"reason": "待施工"}, at=at + timedelta(minutes=6))
-            cases.apply(c["id"], "approve_suspend", actor("dispatcher"), at=at + timedelta(minutes=7))
             continue
         if fate == "postponed":
             cases.apply(c["id"], "postpone", d, {"reason": "材料", "hours": 4}, at=at + timedelta(minutes=6))
@@ -53,9 +67,7 @@ def test_sql_counts_match_the_pandas_counts(store):
         cases.apply(c["id"], "check", actor("inspector"), {"passed": True}, at=at + late + timedelta(minutes=30))
         cases.apply(c["id"], "close", actor("supervisor"), at=at + late + timedelta(minutes=40))
     start, end = T0 - timedelta(days=1), T0 + timedelta(days=10)
-    from_sql = eval_service.department_counts_sql(start, end)
-    from_pandas = evaluation.department_counts(eval_service.cases_frame(start, end), start, end)
-    pd.testing.assert_frame_equal(from_sql, from_pandas[from_sql.columns], check_dtype=False)
+    from_sql = _sql_counts_checked(start, end)
     assert from_sql.loc[sanitation, "reworked"] == 1 and from_sql.loc[roads, "suspended"] == 1
     assert from_sql.loc[roads, "overdue_open"] == 2  # the open one and the postponed one, by T0 + 10 days
     result = eval_service.departments(start, end)
@@ -73,18 +85,14 @@ def test_sql_counts_match_with_the_window_ending_mid_way_and_a_department_with_o
         cases.apply(c["id"], "register", actor("supervisor"), at=at)
         cases.apply(c["id"], "dispatch", actor("dispatcher"), {"department_id": dept}, at=at)
         d = actor("department", code)
-        cases.apply(c["id"], "accept", d, at=at + timedelta(minutes=5))
+        _accept(c["id"], d, at, suspend=fate == "suspended")
         if fate == "suspended":
-            cases.apply(c["id"], "suspend", d, {"reason": "待施工"}, at=at + timedelta(minutes=6))
-            cases.apply(c["id"], "approve_suspend", actor("dispatcher"), at=at + timedelta(minutes=7))
             continue
         done = at + (timedelta(days=3) if fate == "late" else timedelta(minutes=30))
         cases.apply(c["id"], "feedback", d, {"note": "done"}, at=done)
         cases.apply(c["id"], "check", actor("inspector"), {"passed": True}, at=done + timedelta(hours=20))
         cases.apply(c["id"], "close", actor("supervisor"), at=done + timedelta(hours=21))
     start, end = T0 - timedelta(days=1), T0 + timedelta(hours=12)  # after the first 处置, before its 结案
-    from_sql = eval_service.department_counts_sql(start, end)
-    from_pandas = evaluation.department_counts(eval_service.cases_frame(start, end), start, end)
-    pd.testing.assert_frame_equal(from_sql, from_pandas[from_sql.columns], check_dtype=False)
+    from_sql = _sql_counts_checked(start, end)
     assert from_sql.loc[sanitation, ["cases", "disposed", "closed"]].tolist() == [2, 1, 0]
     assert from_sql.loc[roads, ["cases", "suspended", "to_dispose"]].tolist() == [1, 1, 0]

@@ -9,10 +9,9 @@ from sqlalchemy import text
 from backend.store.groupcommit import GroupCommit
 
 
-def test_batched_writes_commit_together_and_fail_alone(store):
-    with store.engine.begin() as conn:
-        conn.execute(text("CREATE TABLE gc_probe (id INTEGER PRIMARY KEY, v TEXT)"))
-    gc = GroupCommit(store.engine, clean_errors=(ValueError,))
+def _writers_behind_a_busy_leader(gc: GroupCommit, n: int, body, catch: type[BaseException]) -> dict[int, object]:
+    """Writer 0 enters first and holds the leader's transaction 0.3 s while writers 1..n-1 queue behind it;
+    each runs body(conn, i) through gc. Returns each writer's result, or the `catch` error it raised."""
     first_in = threading.Event()
     results: dict[int, object] = {}
 
@@ -21,23 +20,35 @@ def test_batched_writes_commit_together_and_fail_alone(store):
             if i == 0:
                 first_in.set()
                 time.sleep(0.3)  # the leader is busy: everyone else queues behind it
-            if i == 5:  # refused before writing anything: fails alone, the batch goes on
-                raise ValueError("refused write")
-            conn.execute(text("INSERT INTO gc_probe (id, v) VALUES (:i, 'x')"), {"i": i})
-            return i
+            return body(conn, i)
         try:
             results[i] = gc.run(fn)
-        except ValueError as exc:
+        except catch as exc:
             results[i] = exc
 
     threads = [threading.Thread(target=write, args=(0,))]
     threads[0].start()
     first_in.wait(5)
-    threads += [threading.Thread(target=write, args=(i,)) for i in range(1, 10)]
+    threads += [threading.Thread(target=write, args=(i,)) for i in range(1, n)]
     for t in threads[1:]:
         t.start()
     for t in threads:
         t.join(10)
+    return results
+
+
+def test_batched_writes_commit_together_and_fail_alone(store):
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE gc_probe (id INTEGER PRIMARY KEY, v TEXT)"))
+    gc = GroupCommit(store.engine, clean_errors=(ValueError,))
+
+    def insert(conn, i: int):
+        if i == 5:  # refused before writing anything: fails alone, the batch goes on
+            raise ValueError("refused write")
+        conn.execute(text("INSERT INTO gc_probe (id, v) VALUES (:i, 'x')"), {"i": i})
+        return i
+
+    results = _writers_behind_a_busy_leader(gc, 10, insert, ValueError)
     assert isinstance(results[5], ValueError)
     assert [results[i] for i in range(10) if i != 5] == [i for i in range(10) if i != 5]
     with store.engine.connect() as conn:
@@ -53,30 +64,13 @@ def test_a_write_that_breaks_the_transaction_does_not_fail_the_others(store):
     with store.engine.begin() as conn:
         conn.execute(text("CREATE TABLE gc_probe2 (id INTEGER PRIMARY KEY)"))
     gc = GroupCommit(store.engine)
-    first_in = threading.Event()
-    results: dict[int, object] = {}
 
-    def write(i: int):
-        def fn(conn):
-            if i == 0:
-                first_in.set()
-                time.sleep(0.3)
-            # write 3 inserts a duplicate key: a database error that aborts the transaction
-            conn.execute(text("INSERT INTO gc_probe2 (id) VALUES (:i)"), {"i": 1 if i == 3 else i})
-            return i
-        try:
-            results[i] = gc.run(fn)
-        except Exception as exc:
-            results[i] = exc
+    def insert(conn, i: int):
+        # write 3 inserts a duplicate key: a database error that aborts the transaction
+        conn.execute(text("INSERT INTO gc_probe2 (id) VALUES (:i)"), {"i": 1 if i == 3 else i})
+        return i
 
-    threads = [threading.Thread(target=write, args=(0,))]
-    threads[0].start()
-    first_in.wait(5)
-    threads += [threading.Thread(target=write, args=(i,)) for i in range(1, 6)]
-    for t in threads[1:]:
-        t.start()
-    for t in threads:
-        t.join(10)
+    results = _writers_behind_a_busy_leader(gc, 6, insert, Exception)
     assert isinstance(results[3], Exception)
     assert [results[i] for i in (0, 1, 2, 4, 5)] == [0, 1, 2, 4, 5]
     with store.engine.connect() as conn:

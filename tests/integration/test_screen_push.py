@@ -7,31 +7,17 @@ import time
 import pytest
 
 from backend.domain.lifecycle import Actor
-from backend.services import cases, seed
-from backend.services.context import Context, use
-from backend.store.db import migrate
+from backend.services import cases
 from tests import support
-from tests.browser.wall_server import WallServer, api, flush_redis, free_port
+from tests.browser.wall_server import api, served_city
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture()
 def city(tmp_path):
-    flush_redis()
-    ctx = Context.from_config(support.make_config(tmp_path, f"sqlite:///{tmp_path / 'citywall.db'}",
-                                                  "redis://127.0.0.1:6379/5"))
-    use(ctx)
-    migrate(ctx.engine)
-    seed.seed_city(support.small_city())
-    server = WallServer(tmp_path, free_port())
-    server.start()
-    yield ctx, server
-    server.stop()
-    ctx.outbox.stop()
-    ctx.close()
-    use(None)
-    flush_redis()
+    with served_city(tmp_path) as (ctx, server):
+        yield ctx, server
 
 
 async def _screens_see(base: str, n: int, make_case) -> tuple[list[set[int]], dict]:
