@@ -33,10 +33,10 @@
   };
   cw.S = S;
   cw.metrics = S.metrics;
-  // The state is fetched as soon as this script runs, in parallel with the Dash renderer's own boot.
+  // The state is fetched as early as possible, in parallel with the Dash renderer's own boot.
   var STATE_URL = window.location.pathname.indexOf("/console") === 0 ? "/console/api/state" : "/wall/api/state";
-  var early = null;
-  if (window.location.pathname === "/" || window.location.pathname.indexOf("/console/") === 0) {
+  var early = window.cwEarlyState || null;  // the wall's page asks for it in its head (dashboard/wall_page.py)
+  if (!early && (window.location.pathname === "/" || window.location.pathname.indexOf("/console/") === 0)) {
     var tok0 = new URLSearchParams(window.location.search).get("token");
     early = fetch(STATE_URL + (tok0 ? "?token=" + encodeURIComponent(tok0) : ""),
                   {credentials: "same-origin", cache: "no-store"}).then(function (r) { return r.ok ? r.json() : null; },

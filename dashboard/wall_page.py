@@ -138,10 +138,41 @@ def emergency_panel() -> html.Section:
     ])
 
 
+# The wall's state (20,000 cases: ~3 MB of JSON, read by the server in up to a second) is asked for by the
+# page's head, before the ~6 MB of Dash, Leaflet and the screen's scripts are loaded and run, so both go
+# on at once; assets/citywall-screen.js takes the answer from `window.cwEarlyState`.
+EARLY_STATE = """<script>window.cwEarlyState = (function () {
+  var tok = new URLSearchParams(location.search).get("token");
+  return fetch("/wall/api/state" + (tok ? "?token=" + encodeURIComponent(tok) : ""),
+               {credentials: "same-origin", cache: "no-store"})
+    .then(function (r) { return r.ok ? r.json() : null; }, function () { return null; });
+})();</script>"""
+
+INDEX = """<!DOCTYPE html>
+<html lang="zh-CN">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        """ + EARLY_STATE + """
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>"""
+
+
 def create(server: Flask, ctx: Context, assets_folder: str) -> Dash:
     app = Dash("citywall_wall", server=server, url_base_pathname="/", assets_folder=assets_folder,
                title="数字化城管指挥大厅", update_title=None, serve_locally=True, compress=False,
                suppress_callback_exceptions=True)
+    app.index_string = INDEX
     app.layout = layout(ctx)
     register_fit(app)
     app.clientside_callback(ClientsideFunction("citywall", "components"),

@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import BigInteger, and_, case, cast, extract, func, select
 
 from backend.store.db import as_utc
 from backend.domain import coords, lifecycle
@@ -50,10 +50,14 @@ def _utc(t: datetime | str | None) -> datetime | None:
     return as_utc(t)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MILLISECOND = timedelta(milliseconds=1)
+
+
 def epoch_ms(t: datetime | str | None) -> int | None:
     """A time (datetime or ISO text) as UTC epoch milliseconds; None stays None."""
     t = _utc(t)
-    return None if t is None else int(t.timestamp() * 1000)
+    return None if t is None else (t - EPOCH) // MILLISECOND  # exact: whole milliseconds, rounded down
 
 
 def display_point(lat: float, lon: float, ctx: Context | None = None) -> tuple[float, float]:
@@ -126,40 +130,37 @@ def open_cases(department_id: int | None = None, limit: int = 50_000) -> list[di
     return [dict(zip(keys, values), o=True) for values in zip(*cols.values())]
 
 
-def _ms_fast(t: datetime | None) -> int | None:
-    if t is None:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp() * 1000)
-
-
-def _round6(v: float | None) -> float | None:
-    return None if v is None else round(v, 6)
+def _sql_epoch_ms(col, dialect: str):
+    """A stored time as UTC epoch milliseconds, computed by the database (exactly as `epoch_ms` does:
+    whole milliseconds, rounded down): 60,000 datetimes a state were most of the Python time."""
+    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
+        return cast(func.strftime("%s", col), BigInteger) * 1000 + cast(func.substr(col, 21, 3), BigInteger)
+    return cast(func.floor(extract("epoch", col) * 1000), BigInteger)
 
 
 def open_case_columns(department_id: int | None = None, limit: int = 50_000) -> dict[str, list]:
-    """The open cases as one list per compact field (the wall's state; ~0.1 s for 20,000 cases)."""
+    """The open cases as one list per compact field (the wall's state)."""
     ctx = current()
     c = CASES.c
+    dialect = ctx.engine.dialect.name
     cols = [c.id, c.case_number, c.status, c.urgency, c.class_code, c.grid_code, c.department_id,
-            c.sla_state, c.pending, c.deadline_at, c.warn_at, c.stage_started_at, c.lat, c.lon]
+            c.sla_state, c.pending, _sql_epoch_ms(c.deadline_at, dialect), _sql_epoch_ms(c.warn_at, dialect),
+            _sql_epoch_ms(c.stage_started_at, dialect), c.lat, c.lon]
     q = select(*cols).where(c.status.notin_(list(lifecycle.FINAL_STATUSES)))
     if department_id is not None:
         q = q.where(c.department_id == department_id)
     with ctx.reader.connect() as conn:
         rows = conn.execute(q.order_by(c.id).limit(limit)).all()
-    out: dict[str, list] = {k: [] for k in list(CASE_FIELDS) + list(CASE_TIMES) + ["lat", "lon"]}
-    convert = ctx.config.tile_crs == "gcj02"
-    for r in rows:
-        out["id"].append(r[0]); out["n"].append(r[1]); out["s"].append(r[2]); out["u"].append(r[3])  # noqa: E702
-        out["c"].append(r[4]); out["g"].append(r[5]); out["d"].append(r[6]); out["ss"].append(r[7])  # noqa: E702
-        out["p"].append(r[8])
-        out["dl"].append(_ms_fast(r[9])); out["wa"].append(_ms_fast(r[10])); out["st"].append(_ms_fast(r[11]))  # noqa: E702
-        # 6 decimals (~0.1 m) as display_point gives: a third less JSON than the stored floats
-        lat, lon = display_point(r[12], r[13], ctx) if convert else (_round6(r[12]), _round6(r[13]))
-        out["lat"].append(lat); out["lon"].append(lon)  # noqa: E702
-    return out
+    keys = ["id", "n", "s", "u", "c", "g", "d", "ss", "p", "dl", "wa", "st"]
+    columns = list(zip(*rows)) if rows else [()] * len(cols)
+    out: dict[str, list] = {k: list(v) for k, v in zip(keys, columns)}
+    if ctx.config.tile_crs == "gcj02":
+        points = [display_point(lat, lon, ctx) for lat, lon in zip(columns[12], columns[13])]
+        out["lat"], out["lon"] = [p[0] for p in points], [p[1] for p in points]
+    else:  # 6 decimals (~0.1 m) as display_point gives: a third less JSON than the stored floats
+        out["lat"] = [None if v is None else round(v, 6) for v in columns[12]]
+        out["lon"] = [None if v is None else round(v, 6) for v in columns[13]]
+    return {k: out[k] for k in list(CASE_FIELDS) + list(CASE_TIMES) + ["lat", "lon"]}
 
 
 def sla_board(cases: Iterable[dict], now: datetime, size: int = SLA_BOARD_SIZE) -> list[dict]:

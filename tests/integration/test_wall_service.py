@@ -26,7 +26,7 @@ def test_kpis_count_todays_reports_registrations_dispatches_and_overdue(sqlite_s
     assert later["reported"] == 0      # another day: nothing reported yet
 
 
-def test_open_cases_are_compact_and_a_department_sees_only_its_own(sqlite_store):
+def test_open_cases_are_compact_and_a_department_sees_only_its_own(store):
     a = new_case()
     b = new_case()
     cases.apply(a["id"], "register", actor("supervisor"))
@@ -35,7 +35,9 @@ def test_open_cases_are_compact_and_a_department_sees_only_its_own(sqlite_store)
     assert set(everything) == {a["id"], b["id"]}
     rec = everything[a["id"]]
     assert rec["n"] == a["case_number"] and rec["s"] == "dispatched" and rec["o"] is True
-    assert rec["dl"] == wall.epoch_ms(done["deadline_at"])
+    assert rec["dl"] == wall.epoch_ms(done["deadline_at"])  # computed by the database, the same to the ms
+    assert rec["wa"] == wall.epoch_ms(done["warn_at"]) and rec["st"] == wall.epoch_ms(done["stage_started_at"])
+    assert rec["st"] % 1000 == wall._utc(done["stage_started_at"]).microsecond // 1000  # the milliseconds kept
     assert [c["id"] for c in wall.open_cases(department_id=done["department_id"])] == [a["id"]]
 
 
