@@ -493,24 +493,31 @@
     });
     sock.on("disconnect", function () { setOnline(false); });
     sock.on("connect_error", function () { setOnline(false); });
-    sock.on("events", function (batch) {
+    function onEvents(batch) {
       batch.ts = batch.ts || null;
       var recv = Date.now();
       if (S.resyncing) { S.resyncing.then(function () { applyEvents(batch); }); return; }
       applyEvents(batch);
       if (!batch.ts) pendingTs.push(recv);
-    });
-    sock.on("vehicles", function (msg) { fire("vehicles", msg); });
-    sock.on("alarm", function (msg) {
-      if (msg && msg.tk) cw.addTicker(msg.tk);
-      fire("alarm", msg);
-    });
-    sock.on("summary", function (sm) {
+    }
+    function onSummary(sm) {
       if (sm.kpi) S.kpi = sm.kpi;
       if (sm.ranking) S.ranking = sm.ranking;
       if (sm.trends) S.trends = sm.trends;
       S.dirty.summary = true;
       schedule();
+    }
+    // the wall room gets one `tick` per interval holding what changed: events, vehicles, panels
+    sock.on("tick", function (m) {
+      if (m.summary) onSummary(m.summary);
+      if (m.vehicles) fire("vehicles", m.vehicles);
+      if (m.events) onEvents(m.events);
+    });
+    sock.on("events", onEvents);      // a department's console, and the replay after `hello`
+    sock.on("summary", onSummary);    // the panels sent with the reply to `hello`
+    sock.on("alarm", function (msg) {
+      if (msg && msg.tk) cw.addTicker(msg.tk);
+      fire("alarm", msg);
     });
     sock.on("resync", function () {
       fetchState().then(function () { sock.emit("hello", {screen: screen, after: S.lastEventId}); });

@@ -4,8 +4,10 @@ A background reader in the web process XREADs `citywall:events` (blocking) and e
 Socket.IO rooms: `wall` (every wall screen and the centre's consoles), `dept:<id>` (a department's
 console: its own cases only) and `screen:<name>` (one screen, for commands aimed at it). Events are
 coalesced: the first event after a quiet spell goes out at once, then at most one batch per
-`interval` (a burst of a thousand events is a handful of messages). The server-computed panels
-(KPIs, ranking, trends) are recomputed once per change for every screen, not once per screen.
+`interval` (a burst of a thousand events is a handful of messages). The wall room gets one `tick`
+message per interval carrying whatever changed: the events, the vehicles' positions (coalesced by
+device) and the panels; a department's console gets `events`. The server-computed panels (KPIs,
+ranking, trends) are recomputed once per change for every screen, not once per screen.
 
 A screen loads its full state over HTTP (`/wall/api/state`, with the last event id it reflects)
 and then says `hello` with that id; the hello replays what came after it, under the same lock as
@@ -36,6 +38,7 @@ BATCH_INTERVAL = 0.25     # seconds between two batches to the same rooms
 SUMMARY_INTERVAL = 1.0    # KPIs at most once a second
 SLOW_SUMMARY_INTERVAL = 5.0   # ranking and trends (pandas) at most every 5 s
 IDLE_SUMMARY_INTERVAL = 30.0  # recomputed even without events (the overdue count moves with time)
+SUMMARY_REUSE_AGE = 10.0  # a loading screen's state reuses panels this old (hello sends the current ones)
 VEHICLE_INTERVAL = 0.5    # positions to the screens at most twice a second (coalesced by device): device to screen < 1 s
 GPS_SUMMARY_CHANNEL = "citywall:gps:summary"
 GPS_ALARMS_CHANNEL = "citywall:gps:alarms"
@@ -95,7 +98,10 @@ class Bridge:
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._started = False
-        self.stats = {"batches": 0, "events": 0, "summaries": 0, "vehicle_batches": 0, "alarms": 0}
+        self.stats = {"batches": 0, "events": 0, "summaries": 0, "vehicle_batches": 0, "alarms": 0, "ticks": 0}
+        self._tick: dict[str, Any] = {}
+        self._tick_lock = threading.Lock()
+        self._tick_wake = threading.Event()
         self._summary: dict | None = None
         self._summary_at = 0.0
 
@@ -107,6 +113,7 @@ class Bridge:
         self.sio.start_background_task(self._read_loop)
         self.sio.start_background_task(self._summary_loop)
         self.sio.start_background_task(self._gps_loop)
+        self.sio.start_background_task(self._tick_loop)
 
     def stop(self) -> None:
         self._stop.set()
@@ -169,12 +176,62 @@ class Bridge:
             last = screen_events[-1]["e"]
             self.last_event_id = max(self.last_event_id, last)
             ts = int(time.time() * 1000)  # the push time: screens measure push-to-paint from it
-            self.sio.emit("events", {"events": screen_events, "last": last, "ts": ts}, to=WALL_ROOM)
             for d, items in by_dept.items():
                 self.sio.emit("events", {"events": items, "last": last, "ts": ts}, to=dept_room(d))
             self.stats["batches"] += 1
             self.stats["events"] += len(events)
+        self.put_tick("events", screen_events)  # the wall room: with the vehicles and panels, one message
         self._dirty.set()
+
+    # --- one message per tick to the wall room ---------------------------------------------------
+    def put_tick(self, kind: str, value: Any) -> None:
+        """Queue events (appended), vehicle positions (merged by device) or the panels (the newest) for
+        the wall room's next tick: at most one message per `interval` carries all three, so every screen
+        costs one write per tick rather than one per kind."""
+        with self._tick_lock:
+            if kind == "events":
+                self._tick.setdefault("events", []).extend(value)
+            elif kind == "vehicles":
+                self._tick.setdefault("vehicles", {}).update({d["device"]: d for d in value})
+            else:
+                self._tick[kind] = value
+        self._tick_wake.set()
+
+    def _tick_loop(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            if not self._tick_wake.wait(1.0):
+                continue
+            wait = last + self.interval - time.monotonic()
+            if wait > 0:  # the first change after a quiet spell goes out at once, then one tick per interval
+                self._stop.wait(wait)
+            try:
+                if self.emit_tick():
+                    last = time.monotonic()
+            except Exception:
+                log.exception("could not push the wall's tick")
+
+    def emit_tick(self) -> bool:
+        """Send what is queued for the wall room as one `tick` message; False when nothing was."""
+        with self._tick_lock:
+            tick, self._tick = self._tick, {}
+            self._tick_wake.clear()
+        if not tick:
+            return False
+        with self.lock:  # after a newcomer's replay, never between its join and its replay
+            ts = int(time.time() * 1000)
+            msg: dict[str, Any] = {"ts": ts}
+            if tick.get("events"):
+                evs = tick["events"]
+                msg["events"] = {"events": evs, "last": evs[-1]["e"], "ts": ts}
+            if tick.get("vehicles"):
+                msg["vehicles"] = {"devices": list(tick["vehicles"].values()), "ts": ts}
+                self.stats["vehicle_batches"] += 1
+            if "summary" in tick:
+                msg["summary"] = tick["summary"]
+            self.sio.emit("tick", msg, to=WALL_ROOM)
+            self.stats["ticks"] += 1
+        return True
 
     # --- vehicles and 上岗履职 alarms (GPS) --------------------------------------------------------
     def _gps_loop(self) -> None:
@@ -222,8 +279,7 @@ class Bridge:
             self.stats["alarms"] += 1
 
     def emit_vehicles(self, items: list[dict]) -> None:
-        self.sio.emit("vehicles", {"devices": items, "ts": int(time.time() * 1000)}, to=WALL_ROOM)
-        self.stats["vehicle_batches"] += 1
+        self.put_tick("vehicles", items)
 
     # --- the panel summaries -----------------------------------------------------------------
     def _summary_loop(self) -> None:
@@ -245,7 +301,7 @@ class Bridge:
                 last_fast = now
                 self._summary = dict(summary)
                 self._summary_at = time.monotonic()
-                self.sio.emit("summary", self._summary, to=WALL_ROOM)
+                self.put_tick("summary", self._summary)
                 self.stats["summaries"] += 1
             except Exception:
                 log.exception("could not compute the wall summaries")
@@ -283,8 +339,9 @@ class Bridge:
             if events:
                 self.sio.emit("events", {"events": events, "last": events[-1]["e"], "replay": True}, to=sid)
 
-    def fresh_summary(self, max_age: float = SUMMARY_INTERVAL * 2) -> dict | None:
-        """The panels last pushed, if recent (a screen loading its state can reuse them)."""
+    def fresh_summary(self, max_age: float = SUMMARY_REUSE_AGE) -> dict | None:
+        """The panels last pushed, if recent (a screen loading its state can reuse them: its `hello` is
+        answered with the current panels, and they are pushed again within a second of any change)."""
         if self._summary is None or time.monotonic() - self._summary_at > max_age:
             return None
         return self._summary

@@ -217,8 +217,11 @@ async def run(args: argparse.Namespace, base: str, redis_url: str, gateway_port:
     watch = Watch()
     sio = socketio.AsyncClient(reconnection=False)
 
-    @sio.on("vehicles")
-    async def _vehicles(msg):
+    @sio.on("tick")  # the wall room's tick: the positions ride in it with the events and panels
+    async def _vehicles(tick):
+        msg = (tick or {}).get("vehicles")
+        if not msg:
+            return
         now = time.time()
         watch.messages += 1
         watch.socket_times.append(now)

@@ -27,7 +27,8 @@ async def _screens_see(base: str, n: int, make_case) -> tuple[list[set[int]], di
     clients = []
     for i in range(n):
         c = socketio.AsyncClient(reconnection=False)
-        c.on("events", lambda data, i=i: seen[i].update(e["c"]["id"] for e in data["events"] if e.get("c")))
+        c.on("tick", lambda m, i=i: seen[i].update(e["c"]["id"] for e in (m.get("events") or {}).get("events", [])
+                                                      if e.get("c")))
         await c.connect(base, transports=["websocket"], auth={"kind": "wall"})
         await c.call("hello", {"after": 0})
         clients.append(c)

@@ -110,8 +110,10 @@ def test_gps_summaries_are_coalesced_by_device_and_alarms_go_out_at_once(sqlite_
     assert set(pending) == {"a", "b"} and pending["a"]["lat"] == 39.95 and pending["a"]["heading"] == 90
     assert sio.sent == []  # positions wait for the next once-a-second batch
     bridge.emit_vehicles(list(pending.values()))
+    assert bridge.emit_tick()  # positions ride the wall room's next tick
     (name, data, room), = sio.sent
-    assert name == "vehicles" and room == realtime.WALL_ROOM and len(data["devices"]) == 2
+    assert name == "tick" and room == realtime.WALL_ROOM and len(data["vehicles"]["devices"]) == 2
+    assert not bridge.emit_tick()  # nothing new: no message
     bridge.take_gps_message({"channel": b"citywall:gps:alarms", "data": json.dumps({
         "type": "duty_alarm", "state": "raised", "id": 5, "kind_zh": "无信号", "person": "insp001",
         "time": "2026-11-26T06:00:00Z", "message": "10 分钟无定位"})}, pending)
