@@ -9,7 +9,9 @@ message per interval carrying whatever changed: the events, the vehicles' positi
 device) and the panels; a department's console gets `events`. The server-computed panels (KPIs,
 ranking, trends) are recomputed once per change for every screen, not once per screen.
 
-A screen loads its full state over HTTP (`/wall/api/state`, with the last event id it reflects)
+The reader also keeps the open cases in memory from the events it reads (each carries the case as it
+now is), so the wall's state is served without reading the store. A screen loads its full state over
+HTTP (`/wall/api/state`, with the last event id it reflects)
 and then says `hello` with that id; the hello replays what came after it, under the same lock as
 the broadcasts, so no event falls between the snapshot and the live stream. After a reconnect a
 screen refetches the state and says hello again.
@@ -104,6 +106,10 @@ class Bridge:
         self._tick_wake = threading.Event()
         self._summary: dict | None = None
         self._summary_at = 0.0
+        # the open cases as screens' compact records, kept by the stream (None until loaded, or after a gap)
+        self._open: dict[int, dict] | None = None
+        self._open_event_id = 0
+        self._open_lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -140,6 +146,7 @@ class Bridge:
                     if self.last_id == "0-0":
                         self.last_id = self._tail_id(r)
                         self.last_event_id = int(self.last_id.split("-")[0])
+                        self.load_open_cases(self.last_event_id)
                 wait = 1.0 if not pending else max(0.001, last_emit + self.interval - time.monotonic())
                 got = bus.read_events(r, self.last_id, count=2000, block_ms=max(1, int(wait * 1000)))
             except (redis.RedisError, OSError) as exc:
@@ -172,6 +179,7 @@ class Bridge:
                 self._dept_of[case_id] = new_dept
             for d in {new_dept, old_dept} - {None}:
                 by_dept.setdefault(d, []).append(item)
+        self.keep_open_cases(screen_events)
         with self.lock:
             last = screen_events[-1]["e"]
             self.last_event_id = max(self.last_event_id, last)
@@ -182,6 +190,50 @@ class Bridge:
             self.stats["events"] += len(events)
         self.put_tick("events", screen_events)  # the wall room: with the vehicles and panels, one message
         self._dirty.set()
+
+    # --- the open cases, kept in memory (内存态势) ------------------------------------------------
+    def load_open_cases(self, event_id: int) -> None:
+        """Read the open cases from the store, as of at least `event_id` (the stream position read first)."""
+        try:
+            cols = wall.open_case_columns()
+        except Exception:
+            log.exception("could not read the open cases; the state is read from the store meanwhile")
+            return
+        records = {rec["id"]: rec for rec in (dict(zip(cols, values)) for values in zip(*cols.values()))}
+        with self._open_lock:
+            self._open, self._open_event_id = records, event_id
+
+    def keep_open_cases(self, items: list[dict]) -> None:
+        """Apply screen events (in stream order) to the open cases; a gap in the ids means reading them again."""
+        with self._open_lock:
+            if self._open is None:
+                return
+            for item in items:
+                e = item["e"]
+                if e <= self._open_event_id:
+                    continue
+                if e != self._open_event_id + 1:  # events were missed (a trimmed or reset stream)
+                    self._open = None
+                    break
+                c = item.get("c")
+                if c is not None:
+                    if c.get("o"):
+                        self._open[c["id"]] = {k: v for k, v in c.items() if k != "o"}
+                    else:
+                        self._open.pop(c["id"], None)
+                self._open_event_id = e
+            gap = self._open is None
+            last = items[-1]["e"] if items else 0
+        if gap:
+            self.load_open_cases(last)
+
+    def open_cases_now(self) -> tuple[int, dict] | None:
+        """(event id, one list per field) of the open cases as the stream has left them; None before loading."""
+        with self._open_lock:
+            if self._open is None:
+                return None
+            event_id, records = self._open_event_id, [self._open[k] for k in sorted(self._open)]
+        return event_id, wall.columns(records)
 
     # --- one message per tick to the wall room ---------------------------------------------------
     def put_tick(self, kind: str, value: Any) -> None:

@@ -92,7 +92,10 @@ def wall_snapshot() -> EncodedState:
             return _state
         bridge = realtime.bridge()
         timings: dict = {}
-        st = wall.state(summary=bridge.fresh_summary() if bridge else None, timings=timings)
+        if bridge is not None:
+            bridge.start()  # it keeps the open cases from the stream: later states need no store read
+        st = wall.state(summary=bridge.fresh_summary() if bridge else None, timings=timings,
+                        open_now=bridge.open_cases_now() if bridge else None)
         _state = EncodedState(ctx, st)
         _state.timings = timings
         return _state

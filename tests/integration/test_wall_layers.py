@@ -119,3 +119,37 @@ def test_gps_summaries_are_coalesced_by_device_and_alarms_go_out_at_once(sqlite_
         "time": "2026-11-26T06:00:00Z", "message": "10 分钟无定位"})}, pending)
     name, data, room = sio.sent[-1]
     assert name == "alarm" and data["tk"]["a"] == "alarm" and data["tk"]["cls"] == "无信号"
+
+
+def test_the_open_cases_kept_from_the_stream_are_the_stores(sqlite_store):
+    """The web process keeps the open cases from the event stream for the wall's state: after creations,
+    moves and a cancellation, and after a gap in the stream, they equal a fresh read of the store."""
+    from backend import bus
+    from backend.services import cases, wall
+    from tests.conftest import actor, new_case
+
+    bridge = realtime.Bridge(sqlite_store, FakeSio())
+    a, b = new_case(), new_case()
+    sqlite_store.outbox.flush()
+    tail = bridge._tail_id(sqlite_store.redis)
+    bridge.load_open_cases(int(tail.split("-")[0]))
+    c = new_case()
+    cases.apply(a["id"], "register", actor("supervisor"))
+    cases.apply(a["id"], "dispatch", actor("dispatcher"))
+    cases.apply(b["id"], "cancel", actor("supervisor"), {"note": "重复上报"})
+    sqlite_store.outbox.flush()
+    events = [e for _sid, e in bus.read_events(sqlite_store.redis, tail, count=100)]
+    bridge.emit_batch(events)
+    event_id, cols = bridge.open_cases_now()
+    assert cols == wall.open_case_columns() and event_id == events[-1]["event_id"]
+    assert c["id"] in cols["id"] and b["id"] not in cols["id"]
+    assert cols["s"][cols["id"].index(a["id"])] == "dispatched"
+    # an event lost between the stream and this process (c's cancellation): the cases are read again
+    cases.apply(c["id"], "cancel", actor("supervisor"), {"note": "重复上报"})
+    d = new_case()
+    sqlite_store.outbox.flush()
+    later = [e for _sid, e in bus.read_events(sqlite_store.redis, bus.stream_id(event_id), count=100)]
+    bridge.emit_batch(later[1:])  # the cancellation never arrives
+    event_id, cols = bridge.open_cases_now()
+    assert cols == wall.open_case_columns() and event_id == later[-1]["event_id"]
+    assert c["id"] not in cols["id"] and d["id"] in cols["id"]
