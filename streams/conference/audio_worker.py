@@ -230,17 +230,21 @@ def create_worker_app() -> web.Application:
     return app
 
 
+def _remove_socket_and_exit(socket_path: str) -> None:
+    for remove, path in ((os.unlink, socket_path), (os.rmdir, os.path.dirname(socket_path))):
+        try:
+            remove(path)
+        except OSError:
+            pass
+    os._exit(0)
+
+
 def _exit_with_parent(socket_path: str) -> None:
     """Block on stdin; when the streams process is gone (EOF) end this process too."""
     try:
         sys.stdin.buffer.read()
     finally:
-        for remove, path in ((os.unlink, socket_path), (os.rmdir, os.path.dirname(socket_path))):
-            try:
-                remove(path)
-            except OSError:
-                pass
-        os._exit(0)
+        _remove_socket_and_exit(socket_path)
 
 
 def main() -> None:
@@ -252,7 +256,12 @@ def main() -> None:
     threading.Thread(target=_exit_with_parent, args=(args.socket,), daemon=True, name="parent-watch").start()
     if os.path.exists(args.socket):
         os.unlink(args.socket)
-    web.run_app(create_worker_app(), path=args.socket, access_log=None, print=None)
+    try:
+        web.run_app(create_worker_app(), path=args.socket, access_log=None, print=None)
+    finally:
+        # end here: an interpreter shutting down while the watcher thread is blocked reading stdin
+        # aborts with "could not acquire lock for <stdin>"
+        _remove_socket_and_exit(args.socket)
 
 
 if __name__ == "__main__":
