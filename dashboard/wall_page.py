@@ -140,7 +140,9 @@ def emergency_panel() -> html.Section:
 
 # The wall's state (20,000 cases: ~3 MB of JSON, read by the server in up to a second) is asked for by the
 # page's head, before the ~6 MB of Dash, Leaflet and the screen's scripts are loaded and run, so both go
-# on at once; assets/citywall-screen.js takes the answer from `window.cwEarlyState`.
+# on at once; assets/citywall-screen.js takes the answer from `window.cwEarlyState`. The map's GeoJSON layer
+# (a chunk dash-leaflet loads only once the layout is drawn) is fetched early too; its path is dash-leaflet
+# 1.1.3's (pinned): were it to change, the browser tests fail on the preload's 404.
 EARLY_STATE = """<script>window.cwEarlyState = (function () {
   var tok = new URLSearchParams(location.search).get("token");
   return fetch("/wall/api/state" + (tok ? "?token=" + encodeURIComponent(tok) : ""),
@@ -155,6 +157,7 @@ INDEX = """<!DOCTYPE html>
         <title>{%title%}</title>
         {%favicon%}
         """ + EARLY_STATE + """
+        <link rel="preload" href="/_dash-component-suites/dash_leaflet/async-GeoJSON.js" as="script">
         {%css%}
     </head>
     <body>
