@@ -5,14 +5,14 @@ Socket.IO rooms: `wall` (every wall screen and the centre's consoles), `dept:<id
 console: its own cases only) and `screen:<name>` (one screen, for commands aimed at it). Events are
 coalesced: the first event after a quiet spell goes out at once, then at most one batch per
 `interval` (a burst of a thousand events is a handful of messages). The wall room gets one `tick`
-message per interval carrying whatever changed: the events, the vehicles' positions (coalesced by
-device) and the panels; a department's console gets `events`. The server-computed panels (KPIs,
-ranking, trends) are recomputed once per change for every screen, not once per screen.
+message per `tick_interval` (0.5 s) at most, carrying whatever changed: the events, the vehicles'
+positions (coalesced by device) and the panels; a department's console gets `events`. The
+server-computed panels (KPIs, ranking, trends) are recomputed once per change for every screen, not
+once per screen.
 
 The reader also keeps the open cases in memory from the events it reads (each carries the case as it
 now is), so the wall's state is served without reading the store. A screen loads its full state over
-HTTP (`/wall/api/state`, with the last event id it reflects)
-and then says `hello` with that id; the hello replays what came after it, under the same lock as
+HTTP (`/wall/api/state`, with the last event id it reflects) and then says `hello` with that id; the hello replays what came after it, under the same lock as
 the broadcasts, so no event falls between the snapshot and the live stream. After a reconnect a
 screen refetches the state and says hello again.
 """
@@ -36,7 +36,9 @@ from backend.services.context import Context
 log = logging.getLogger(__name__)
 
 ASYNC_MODE = "threading"  # explicit: under gunicorn gthread any other mode delivers nothing (stack notes)
-BATCH_INTERVAL = 0.25     # seconds between two batches to the same rooms
+BATCH_INTERVAL = 0.25     # seconds between two batches of events to a department's console
+TICK_INTERVAL = 0.5       # seconds between two ticks to the wall room (a wall seen from ten metres needs no more;
+                          # each tick is a write per screen)
 SUMMARY_INTERVAL = 1.0    # KPIs at most once a second
 SLOW_SUMMARY_INTERVAL = 5.0   # ranking and trends (pandas) at most every 5 s
 IDLE_SUMMARY_INTERVAL = 30.0  # recomputed even without events (the overdue count moves with time)
@@ -89,10 +91,12 @@ def event_for_screen(event: dict, ctx: Context) -> dict:
 class Bridge:
     """Stream reader → Socket.IO rooms, with coalescing and throttled panel summaries."""
 
-    def __init__(self, ctx: Context, sio: SocketIO, interval: float = BATCH_INTERVAL):
+    def __init__(self, ctx: Context, sio: SocketIO, interval: float = BATCH_INTERVAL,
+                 tick_interval: float = TICK_INTERVAL):
         self.ctx = ctx
         self.sio = sio
         self.interval = interval
+        self.tick_interval = tick_interval
         self.lock = threading.RLock()       # held while emitting a batch or replaying to a newcomer
         self.last_id = "0-0"
         self.last_event_id = 0
@@ -238,8 +242,8 @@ class Bridge:
     # --- one message per tick to the wall room ---------------------------------------------------
     def put_tick(self, kind: str, value: Any) -> None:
         """Queue events (appended), vehicle positions (merged by device) or the panels (the newest) for
-        the wall room's next tick: at most one message per `interval` carries all three, so every screen
-        costs one write per tick rather than one per kind."""
+        the wall room's next tick: at most one message per `tick_interval` carries all three, so every
+        screen costs one write per tick rather than one per kind."""
         with self._tick_lock:
             if kind == "events":
                 self._tick.setdefault("events", []).extend(value)
@@ -254,7 +258,7 @@ class Bridge:
         while not self._stop.is_set():
             if not self._tick_wake.wait(1.0):
                 continue
-            wait = last + self.interval - time.monotonic()
+            wait = last + self.tick_interval - time.monotonic()
             if wait > 0:  # the first change after a quiet spell goes out at once, then one tick per interval
                 self._stop.wait(wait)
             try:
