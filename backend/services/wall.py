@@ -133,8 +133,9 @@ def open_cases(department_id: int | None = None, limit: int = 50_000) -> list[di
 def _sql_epoch_ms(col, dialect: str):
     """A stored time as UTC epoch milliseconds, computed by the database (exactly as `epoch_ms` does:
     whole milliseconds, rounded down): 60,000 datetimes a state were most of the Python time."""
-    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
-        return cast(func.strftime("%s", col), BigInteger) * 1000 + cast(func.substr(col, 21, 3), BigInteger)
+    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); strftime would round .9995 s up
+        return (cast(func.strftime("%s", func.substr(col, 1, 19)), BigInteger) * 1000
+                + cast(func.substr(col, 21, 3), BigInteger))
     return cast(func.floor(extract("epoch", col) * 1000), BigInteger)
 
 
@@ -224,37 +225,59 @@ def ranking(now: datetime | None = None, days: int = RANKING_DAYS, limit: int = 
 
 # --- trends ------------------------------------------------------------------------------------
 
+QUARTER = 900  # seconds: local midnights and hours fall on 15-minute UTC boundaries in every time zone in use
+
+
+def _sql_quarter(col, dialect: str):
+    """The 15-minute UTC slot of a stored time, as an integer (epoch seconds // 900), computed by the database."""
+    if dialect == "sqlite":  # whole seconds of the stored text: strftime would round .9995 s up
+        seconds = cast(func.strftime("%s", func.substr(col, 1, 19)), BigInteger)
+    else:
+        seconds = cast(func.floor(extract("epoch", col)), BigInteger)
+    return seconds.op("/")(QUARTER)  # integer division on both databases (positive values)
+
+
 def trends(now: datetime | None = None) -> dict:
-    """Reports per hour today against yesterday, per major class (大类), and today's top five subclasses."""
+    """Reports per hour today against yesterday, per major class (大类), and today's top five subclasses.
+
+    The database counts the reports per 15-minute slot and class (a few hundred rows however many cases);
+    each slot lies wholly inside one local hour and one day, so the hours and days are exact.
+    """
     ctx = current()
     now = _utc(now) or datetime.now(timezone.utc)
     today = day_start(now, ctx)
     yesterday = today - timedelta(days=1)
+    cutoff_yesterday = now - timedelta(days=1)  # yesterday up to the same time of day: a fair comparison
     c = CASES.c
+    quarter = _sql_quarter(c.created_at, ctx.engine.dialect.name).label("quarter")
+    early = case((c.created_at < cutoff_yesterday, 1), else_=0).label("early")
+    q = (select(quarter, c.class_code, early, func.count())
+         .where(c.created_at >= yesterday, c.created_at < now).group_by(quarter, c.class_code, early))
     with ctx.reader.connect() as conn:
-        rows = conn.execute(select(c.created_at, c.class_code).where(c.created_at >= yesterday,
-                                                                     c.created_at < now)).all()
+        rows = conn.execute(q).all()
     hours_today, hours_yesterday = [0] * 24, [0] * 24
     major_today: Counter = Counter()
     major_yesterday: Counter = Counter()
     sub_today: Counter = Counter()
-    cutoff_yesterday = now - timedelta(days=1)
-    for created, code in rows:
-        t = _utc(created)
+    majors_of: dict[str, str] = {}
+    for slot, code, before_cutoff, n in rows:
+        t = datetime.fromtimestamp(int(slot) * QUARTER, timezone.utc)
         hour = t.astimezone(ctx.calendar.tz).hour
-        try:
-            cls = ctx.catalog.get(code)
-            major = ctx.catalog.major_of(cls).name
-        except UnknownClass:
-            major = code[:3]
+        major = majors_of.get(code)
+        if major is None:
+            try:
+                major = ctx.catalog.major_of(ctx.catalog.get(code)).name
+            except UnknownClass:
+                major = code[:3]
+            majors_of[code] = major
         if t >= today:
-            hours_today[hour] += 1
-            major_today[major] += 1
-            sub_today[code] += 1
+            hours_today[hour] += n
+            major_today[major] += n
+            sub_today[code] += n
         else:
-            hours_yesterday[hour] += 1
-            if t < cutoff_yesterday:  # same time of day: a fair comparison
-                major_yesterday[major] += 1
+            hours_yesterday[hour] += n
+            if before_cutoff:
+                major_yesterday[major] += n
     majors = sorted(set(major_today) | set(major_yesterday), key=lambda k: -(major_today[k] + major_yesterday[k]))
     current_hour = now.astimezone(ctx.calendar.tz).hour
     return {

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import select
+
 from backend.domain import coords
 from backend.services import cases, wall
 from backend.services.context import Context, use
@@ -30,7 +32,9 @@ def test_open_cases_are_compact_and_a_department_sees_only_its_own(store):
     a = new_case()
     b = new_case()
     cases.apply(a["id"], "register", actor("supervisor"))
-    done = cases.apply(a["id"], "dispatch", actor("dispatcher"))
+    # dispatched at .9997 s past a second: the milliseconds must not round up into the next second
+    at = datetime.now(timezone.utc).replace(microsecond=999700) + timedelta(seconds=1)
+    done = cases.apply(a["id"], "dispatch", actor("dispatcher"), at=at)
     everything = {c["id"]: c for c in wall.open_cases()}
     assert set(everything) == {a["id"], b["id"]}
     rec = everything[a["id"]]
@@ -83,6 +87,61 @@ def test_trends_compare_today_with_yesterday(sqlite_store):
     assert sum(tr["today"]) == 2 and sum(tr["yesterday"]) == 1
     assert {t["code"] for t in tr["top5"]} == {"E0102", "E0104"}
     assert len(tr["hours"]) == 24
+
+
+
+def _trends_row_by_row(now: datetime) -> dict:
+    """The trends counted case by case in Python: what the database's 15-minute slots must give."""
+    from collections import Counter
+
+    from backend.services.context import current
+    from backend.store import models as m
+
+    ctx = current()
+    today = wall.day_start(now)
+    t = m.Case.__table__.c
+    with ctx.reader.connect() as conn:
+        rows = conn.execute(select(t.created_at, t.class_code).where(t.created_at >= today - timedelta(days=1),
+                                                                    t.created_at < now)).all()
+    hours = {"today": [0] * 24, "yesterday": [0] * 24}
+    major = {"today": Counter(), "yesterday": Counter()}
+    top: Counter = Counter()
+    for created, code in rows:
+        created = wall._utc(created)
+        day = "today" if created >= today else "yesterday"
+        hours[day][created.astimezone(ctx.calendar.tz).hour] += 1
+        name = ctx.catalog.major_of(ctx.catalog.get(code)).name
+        if day == "today":
+            major[day][name] += 1
+            top[code] += 1
+        elif created < now - timedelta(days=1):
+            major[day][name] += 1
+    return {"today": hours["today"][:now.astimezone(ctx.calendar.tz).hour + 1], "yesterday": hours["yesterday"],
+            "major_today": dict(major["today"]), "major_yesterday": dict(major["yesterday"]), "top5": dict(top)}
+
+
+def test_trends_counted_by_the_database_equal_a_case_by_case_count(store):
+    """Hours, days and the same-time-of-day cut of yesterday land exactly, to the microsecond, on both databases."""
+    now = datetime(2026, 11, 25, 3, 20, tzinfo=timezone.utc)        # 11:20 in Beijing
+    midnight = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)   # today 00:00 in Beijing
+    us = timedelta(microseconds=1)
+    times = [midnight - timedelta(days=1),                            # yesterday's first instant
+             midnight - timedelta(hours=16, minutes=1),               # yesterday 07:59
+             now - timedelta(days=1) - us, now - timedelta(days=1),   # either side of the fair-comparison cut
+             now - timedelta(days=1) + timedelta(minutes=5),
+             midnight - us, midnight, midnight + timedelta(minutes=59, seconds=59, microseconds=999999),
+             midnight + timedelta(hours=1), now - timedelta(minutes=14), now - us]
+    for k, at in enumerate(times):
+        new_case(class_code=("E0102", "E0104", "C0101")[k % 3], at=at)
+    new_case(at=now)  # not before `now`: not counted
+    got, want = wall.trends(now), _trends_row_by_row(now)
+    assert got["today"] == want["today"] and got["yesterday"] == want["yesterday"]
+    assert dict(zip(got["majors"], got["major_today"])) == {k: v for k, v in want["major_today"].items()} | {
+        k: 0 for k in got["majors"] if k not in want["major_today"]}
+    assert dict(zip(got["majors"], got["major_yesterday"])) == want["major_yesterday"] | {
+        k: 0 for k in got["majors"] if k not in want["major_yesterday"]}
+    assert {x["code"]: x["count"] for x in got["top5"]} == want["top5"]
+    assert sum(got["today"]) == 5 and sum(got["yesterday"]) == 6
 
 
 def test_display_coordinates_follow_the_tile_source(tmp_path, sqlite_store):
