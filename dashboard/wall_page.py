@@ -142,7 +142,8 @@ def emergency_panel() -> html.Section:
 # page's head, before the ~6 MB of Dash, Leaflet and the screen's scripts are loaded and run, so both go
 # on at once; assets/citywall-screen.js takes the answer from `window.cwEarlyState`. The map's GeoJSON layer
 # (a chunk dash-leaflet loads only once the layout is drawn) is fetched early too; its path is dash-leaflet
-# 1.1.3's (pinned): were it to change, the browser tests fail on the preload's 404.
+# 1.1.3's (pinned): were it to change, the browser tests fail on the preload's 404. So are the layout and the
+# callbacks' dependencies, which the Dash renderer asks for only once its 1.6 MB of scripts have run.
 EARLY_STATE = """<script>window.cwEarlyState = (function () {
   var tok = new URLSearchParams(location.search).get("token");
   return fetch("/wall/api/state" + (tok ? "?token=" + encodeURIComponent(tok) : ""),
@@ -158,6 +159,8 @@ INDEX = """<!DOCTYPE html>
         {%favicon%}
         """ + EARLY_STATE + """
         <link rel="preload" href="/_dash-component-suites/dash_leaflet/async-GeoJSON.js" as="script">
+        <link rel="preload" href="/_dash-layout" as="fetch" crossorigin>
+        <link rel="preload" href="/_dash-dependencies" as="fetch" crossorigin>
         {%css%}
     </head>
     <body>
