@@ -12,9 +12,9 @@ once per screen.
 
 The reader also keeps the open cases in memory from the events it reads (each carries the case as it
 now is), so the wall's state is served without reading the store. A screen loads its full state over
-HTTP (`/wall/api/state`, with the last event id it reflects) and then says `hello` with that id; the hello replays what came after it, under the same lock as
-the broadcasts, so no event falls between the snapshot and the live stream. After a reconnect a
-screen refetches the state and says hello again.
+HTTP (`/wall/api/state`, with the last event id it reflects) and then says `hello` with that id; the
+hello replays what came after it, under the same lock as the broadcasts, so no event falls between the
+snapshot and the live stream. After a reconnect a screen refetches the state and says hello again.
 """
 from __future__ import annotations
 
@@ -199,11 +199,10 @@ class Bridge:
     def load_open_cases(self, event_id: int) -> None:
         """Read the open cases from the store, as of at least `event_id` (the stream position read first)."""
         try:
-            cols = wall.open_case_columns()
+            records = {rec["id"]: rec for rec in wall.open_cases()}
         except Exception:
             log.exception("could not read the open cases; the state is read from the store meanwhile")
             return
-        records = {rec["id"]: rec for rec in (dict(zip(cols, values)) for values in zip(*cols.values()))}
         with self._open_lock:
             self._open, self._open_event_id = records, event_id
 
@@ -222,7 +221,7 @@ class Bridge:
                 c = item.get("c")
                 if c is not None:
                     if c.get("o"):
-                        self._open[c["id"]] = {k: v for k, v in c.items() if k != "o"}
+                        self._open[c["id"]] = c
                     else:
                         self._open.pop(c["id"], None)
                 self._open_event_id = e
@@ -291,7 +290,7 @@ class Bridge:
 
     # --- vehicles and 上岗履职 alarms (GPS) --------------------------------------------------------
     def _gps_loop(self) -> None:
-        """Forward `citywall:gps:summary` (coalesced by device, at most once a second) and the duty alarms."""
+        """Forward `citywall:gps:summary` (coalesced by device, at most every VEHICLE_INTERVAL) and the duty alarms."""
         pending: dict[str, dict] = {}
         last_emit = 0.0
         pubsub = None

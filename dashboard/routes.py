@@ -101,28 +101,6 @@ def wall_snapshot() -> EncodedState:
         return _state
 
 
-def warm_wall_snapshot() -> None:
-    """Start reading the wall's snapshot in the background (the page is being loaded: its state request
-    follows a few hundred milliseconds later and then finds the snapshot read or being read)."""
-    hit = _state
-    if hit is not None and hit.fresh(current()):
-        return
-
-    def read() -> None:
-        try:
-            wall_snapshot()
-        except Exception:  # the state request itself reports the error
-            pass
-
-    threading.Thread(target=read, name="wall-state-warm", daemon=True).start()
-
-
-@bp.before_app_request
-def _warm_on_wall_page():
-    if request.method == "GET" and request.path == "/":
-        warm_wall_snapshot()
-
-
 @bp.get("/wall/api/state")
 def wall_state():
     t0 = time.monotonic()

@@ -297,10 +297,6 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
     return to_dict(ctx, row)
 
 
-def _load_for_update(conn: Connection, case_id: int) -> dict | None:
-    return rows.load_case(conn, case_id)
-
-
 def _effects(ctx: Context, row: dict, decision, actor: Actor, at: datetime) -> dict:
     """The stored consequences of an allowed action: timestamps, deadlines, the 处置 bundle."""
     action = decision.action
@@ -409,7 +405,7 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
     ctx.departments  # load the cache before the write transaction: no second connection inside it
 
     def write(conn: Connection) -> dict:
-        row = _load_for_update(conn, case_id)
+        row = rows.load_case(conn, case_id)
         if row is None:
             raise errors.NotFound(f"case {case_id} does not exist")
         row = dict(row)
@@ -457,7 +453,7 @@ def add_evidence(case_id: int, photo: str, actor: Actor, note: str = "", at: dat
     ctx.departments
 
     def write(conn: Connection) -> dict:
-        row = _load_for_update(conn, case_id)
+        row = rows.load_case(conn, case_id)
         if row is None:
             raise errors.NotFound(f"case {case_id} does not exist")
         if actor.role == "department" and row["department_id"] != actor.department_id:
@@ -489,7 +485,7 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
     at = _utc(at) or now_utc()
 
     def write(conn: Connection) -> dict | None:
-        row = _load_for_update(conn, case_id)
+        row = rows.load_case(conn, case_id)
         if row is None:
             return None
         row = dict(row)

@@ -130,12 +130,18 @@ def open_cases(department_id: int | None = None, limit: int = 50_000) -> list[di
     return [dict(zip(keys, values), o=True) for values in zip(*cols.values())]
 
 
+def _sql_epoch_seconds(col, dialect: str):
+    """A stored time as whole UTC epoch seconds (rounded down), computed by the database."""
+    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); strftime would round .9995 s up
+        return cast(func.strftime("%s", func.substr(col, 1, 19)), BigInteger)
+    return cast(func.floor(extract("epoch", col)), BigInteger)
+
+
 def _sql_epoch_ms(col, dialect: str):
     """A stored time as UTC epoch milliseconds, computed by the database (exactly as `epoch_ms` does:
     whole milliseconds, rounded down): 60,000 datetimes a state were most of the Python time."""
-    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); strftime would round .9995 s up
-        return (cast(func.strftime("%s", func.substr(col, 1, 19)), BigInteger) * 1000
-                + cast(func.substr(col, 21, 3), BigInteger))
+    if dialect == "sqlite":  # the milliseconds are the first three digits of the stored fraction
+        return _sql_epoch_seconds(col, dialect) * 1000 + cast(func.substr(col, 21, 3), BigInteger)
     return cast(func.floor(extract("epoch", col) * 1000), BigInteger)
 
 
@@ -152,16 +158,15 @@ def open_case_columns(department_id: int | None = None, limit: int = 50_000) -> 
         q = q.where(c.department_id == department_id)
     with ctx.reader.connect() as conn:
         rows = conn.execute(q.order_by(c.id).limit(limit)).all()
-    keys = ["id", "n", "s", "u", "c", "g", "d", "ss", "p", "dl", "wa", "st"]
     columns = list(zip(*rows)) if rows else [()] * len(cols)
-    out: dict[str, list] = {k: list(v) for k, v in zip(keys, columns)}
+    out: dict[str, list] = {k: list(v) for k, v in zip(list(CASE_FIELDS) + list(CASE_TIMES), columns)}
     if ctx.config.tile_crs == "gcj02":
         points = [display_point(lat, lon, ctx) for lat, lon in zip(columns[12], columns[13])]
         out["lat"], out["lon"] = [p[0] for p in points], [p[1] for p in points]
     else:  # 6 decimals (~0.1 m) as display_point gives: a third less JSON than the stored floats
         out["lat"] = [None if v is None else round(v, 6) for v in columns[12]]
         out["lon"] = [None if v is None else round(v, 6) for v in columns[13]]
-    return {k: out[k] for k in list(CASE_FIELDS) + list(CASE_TIMES) + ["lat", "lon"]}
+    return out
 
 
 def sla_board(cases: Iterable[dict], now: datetime, size: int = SLA_BOARD_SIZE) -> list[dict]:
@@ -230,11 +235,7 @@ QUARTER = 900  # seconds: local midnights and hours fall on 15-minute UTC bounda
 
 def _sql_quarter(col, dialect: str):
     """The 15-minute UTC slot of a stored time, as an integer (epoch seconds // 900), computed by the database."""
-    if dialect == "sqlite":  # whole seconds of the stored text: strftime would round .9995 s up
-        seconds = cast(func.strftime("%s", func.substr(col, 1, 19)), BigInteger)
-    else:
-        seconds = cast(func.floor(extract("epoch", col)), BigInteger)
-    return seconds.op("/")(QUARTER)  # integer division on both databases (positive values)
+    return _sql_epoch_seconds(col, dialect).op("/")(QUARTER)  # integer division on both (positive values)
 
 
 def trends(now: datetime | None = None) -> dict:
