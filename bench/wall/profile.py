@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import REDIS_URL, ROOT, start  # noqa: E402
+from run import start_hall, stop_all  # noqa: E402
 
 PROBE = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
@@ -81,13 +81,7 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="print the top self-time functions of each load (CDP Profiler)")
     args = ap.parse_args()
     data_dir = Path(args.data_dir)
-    env = dict(os.environ, CITYWALL_DATA_DIR=str(data_dir), REDIS_URL=REDIS_URL, CITYWALL_SECRET_KEY="bench",
-               CITYWALL_DEMO="1", CITYWALL_SIM_RATE="6")
-    py = sys.executable
-    web = start([py, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "128",
-                 "--bind", f"127.0.0.1:{args.port}", "--timeout", "120", "--log-level", "warning",
-                 "backend.wsgi:app"], env, data_dir / "web.log")
-    sim = start([py, "-m", "backend.sim"], env, data_dir / "sim.log")
+    web, sim = start_hall(data_dir, args.port)
     base = f"http://127.0.0.1:{args.port}"
     out = []
     try:
@@ -124,12 +118,7 @@ def main() -> int:
                 ctx.close()
             browser.close()
     finally:
-        for proc in (web, sim):
-            try:
-                os.killpg(proc.pid, 15)
-                proc.wait(10)
-            except Exception:
-                pass
+        stop_all((web, sim))
     print(json.dumps({"first_render_median_ms": round(statistics.median(o["first_render"] for o in out)),
                       "load_average": os.getloadavg()[0]}))
     return 0

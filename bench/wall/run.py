@@ -78,6 +78,27 @@ def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def start_hall(data_dir: Path, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The web process (gunicorn gthread, one worker) and the simulator on `data_dir`, logging there."""
+    env = dict(os.environ, CITYWALL_DATA_DIR=str(data_dir), REDIS_URL=REDIS_URL, CITYWALL_SECRET_KEY="bench",
+               CITYWALL_DEMO="1", CITYWALL_SIM_RATE="6")
+    py = sys.executable
+    web = start([py, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "128",
+                 "--bind", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning",
+                 "backend.wsgi:app"], env, data_dir / "web.log")
+    sim = start([py, "-m", "backend.sim"], env, data_dir / "sim.log")
+    return web, sim
+
+
+def stop_all(procs) -> None:
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, 15)
+            proc.wait(10)
+        except Exception:
+            pass
+
+
 def worker_pid(master: int) -> int:
     for _ in range(100):
         kids = Path(f"/proc/{master}/task/{master}/children").read_text().split()
@@ -163,13 +184,7 @@ def main() -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     print(f"preparing {args.cases} open cases in {data_dir} …", flush=True)
     prepare(data_dir, args.cases)
-    env = dict(os.environ, CITYWALL_DATA_DIR=str(data_dir), REDIS_URL=REDIS_URL, CITYWALL_SECRET_KEY="bench",
-               CITYWALL_DEMO="1", CITYWALL_SIM_RATE="6")
-    py = sys.executable
-    web = start([py, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "128",
-                 "--bind", f"127.0.0.1:{args.port}", "--timeout", "120", "--log-level", "warning",
-                 "backend.wsgi:app"], env, data_dir / "web.log")
-    sim = start([py, "-m", "backend.sim"], env, data_dir / "sim.log")
+    web, sim = start_hall(data_dir, args.port)
     base = f"http://127.0.0.1:{args.port}"
     out: dict = {"open_cases": args.cases}
     driver = None
@@ -268,12 +283,7 @@ def main() -> int:
     finally:
         if driver is not None:
             driver.stop_flag.set()
-        for proc in (web, sim):
-            try:
-                os.killpg(proc.pid, 15)
-                proc.wait(10)
-            except Exception:
-                pass
+        stop_all((web, sim))
     print(json.dumps(out, indent=1))
     return 0
 
