@@ -377,8 +377,9 @@
     var f = fontPx(1);
     return Object.assign({
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: "#cfe3ff", size: f},
-      margin: {l: f * 2.6, r: f * 0.8, t: f * 0.6, b: f * 1.8}, showlegend: true,
-      legend: {orientation: "h", x: 1, xanchor: "right", y: 1.12, font: {size: f * 0.9}},
+      // the legend sits in the top margin, above the plot, not over its first bars or points
+      margin: {l: f * 2.6, r: f * 0.8, t: f * 1.5, b: f * 1.8}, showlegend: true,
+      legend: {orientation: "h", x: 1, xanchor: "right", y: 1, yanchor: "bottom", font: {size: f * 0.9}},
       xaxis: {gridcolor: "rgba(120,170,230,0.12)", zeroline: false, tickfont: {size: f * 0.85}},
       yaxis: {gridcolor: "rgba(120,170,230,0.12)", zeroline: false, tickfont: {size: f * 0.85}, rangemode: "tozero"}
     }, extra || {});
