@@ -18,6 +18,13 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    raw = os.environ.get(name) or allowed[0]
+    if raw not in allowed:
+        raise SystemExit(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Config:
     """The settings of one citywall instance. Two instances differ by ports and data dir."""
@@ -39,6 +46,7 @@ class Config:
     screen_token: str = ""
     tile_url: str = ""
     tile_crs: str = "wgs84"  # wgs84 | gcj02
+    outbox_relay: str = "process"  # process: each writing process relays its own commits | worker: the worker does
     extra: dict = field(default_factory=dict)
 
     @property
@@ -75,4 +83,5 @@ def load() -> Config:
         screen_token=os.environ.get("CITYWALL_SCREEN_TOKEN", ""),
         tile_url=os.environ.get("TILE_URL", ""),
         tile_crs=os.environ.get("TILE_CRS", "wgs84"),
+        outbox_relay=_choice("CITYWALL_OUTBOX_RELAY", ("process", "worker")),
     )

@@ -108,6 +108,9 @@ def banner(cfg: cw_config.Config) -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # One outbox relay for the whole instance, in the worker (see backend.services.outbox); the children
+    # inherit this.
+    os.environ.setdefault("CITYWALL_OUTBOX_RELAY", "worker")
     cfg = cw_config.load()
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.redis_url:

@@ -30,6 +30,6 @@ def create_app(ctx: Context | None = None, screens: bool = True) -> Flask:
         import dashboard
 
         dashboard.mount(app, ctx)
-    ctx.outbox.start()
+    ctx.outbox.start_for("web")
     logging.getLogger(__name__).info("web app ready on database %s", ctx.engine.dialect.name)
     return app

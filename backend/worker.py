@@ -80,13 +80,14 @@ def run(stop: threading.Event, tick: float = 1.0) -> None:
     last_sla = 0.0
     last_duty = 0.0
     archiver = Archiver(ctx.redis, ctx.engine)
+    ctx.outbox.start_for("worker")  # the relay of the whole instance when CITYWALL_OUTBOX_RELAY=worker
     while not stop.is_set():
         archive_tick(archiver)
         if time.monotonic() - last_duty >= DUTY_EVERY_S:
             duty_tick(datetime.now(timezone.utc))
             last_duty = time.monotonic()
         try:
-            ctx.outbox.flush()
+            ctx.outbox.flush()  # the retry of what the processes' own relays could not send
             if time.monotonic() - last_sla >= 2.0:
                 now = datetime.now(timezone.utc)
                 marked = cases.sla_tick(now)
@@ -101,6 +102,7 @@ def run(stop: threading.Event, tick: float = 1.0) -> None:
         except Exception:
             log.exception("worker pass failed; retrying")
         stop.wait(tick)
+    ctx.outbox.stop()
 
 
 def main() -> int:

@@ -1,26 +1,66 @@
 """The outbox relay (发件箱): event rows not yet on the Redis stream are sent, in id order.
 
-Every writer commits its event row first and then kicks the relay. A relay thread per process sends
-whole batches (one pipeline) and marks them published in one UPDATE. While Redis is down the rows
-simply wait; the next kick or the periodic retry sends them, in order, exactly once per event id
-(the stream refuses an id it already holds, see backend.bus).
+Every writer commits its event row first and then kicks the relay. The relay sends whole batches
+(one pipeline) and marks them published in one UPDATE. While Redis is down the rows simply wait; the
+next kick or the periodic retry sends them, in order, exactly once per event id (the stream refuses
+an id it already holds, see backend.bus).
+
+Where the relay runs (`CITYWALL_OUTBOX_RELAY`): `process` (the default) gives every writing process
+a relay thread kicked after each commit; `worker` (what the supervisor sets for a whole instance)
+leaves relaying to the worker process alone, which watches the outbox every `WORKER_POLL` seconds.
+One relay then serves the web process, the simulator and the worker, and its work is done on the
+worker's core instead of between the web process's requests.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from collections import namedtuple
 from datetime import datetime, timezone
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from backend import bus
 from backend.store import models as m
+from backend.store import rows
 
 log = logging.getLogger(__name__)
 
+WORKER_POLL = 0.02  # seconds between two looks at the outbox by the worker's relay (when nothing kicks it)
+
 EVENTS = m.Event.__table__
+
+# The columns of an event row that make its bus message; `created_at` last.
+_EventRow = namedtuple("_EventRow", "id type action case_id actor role from_status to_status payload created_at")
+_COLUMNS = ", ".join(_EventRow._fields)
+_SQL = {
+    False: {
+        "unpublished": f"SELECT {_COLUMNS} FROM events WHERE published_at IS NULL ORDER BY id LIMIT :n",
+        "mark": "UPDATE events SET published_at = :now WHERE published_at IS NULL "
+                "AND id IN (SELECT value FROM json_each(:ids))",
+    },
+    True: {
+        "unpublished": f"SELECT {_COLUMNS} FROM events WHERE published_at IS NULL ORDER BY id LIMIT %(n)s",
+        # Rows another process's relay is marking right now are skipped, not waited for (two relays
+        # marking the same rows in different orders would deadlock).
+        "mark": "UPDATE events SET published_at = %(now)s WHERE id IN (SELECT id FROM events "
+                "WHERE id = ANY(%(ids)s) AND published_at IS NULL FOR UPDATE SKIP LOCKED)",
+    },
+}
+
+
+def _mark_published(conn, ids: list[int]) -> None:
+    d = rows.dialect(conn)
+    now = datetime.now(timezone.utc)
+    params = {"now": now, "ids": ids} if d.postgres else {"now": d.encode("published_at", now),
+                                                          "ids": json.dumps(ids)}
+    cur = rows.cursor(conn)
+    try:
+        cur.execute(_SQL[d.postgres]["mark"], params)
+    finally:
+        cur.close()
 
 
 def event_message(row) -> dict:
@@ -57,6 +97,7 @@ class Outbox:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self._checked_stale = False
+        self._relayed_elsewhere = False
 
     # --- the relay -------------------------------------------------------------------------
     def flush(self) -> int:
@@ -64,10 +105,7 @@ class Outbox:
         sent = 0
         with self._lock:
             while True:
-                with self.ctx.reader.connect() as conn:
-                    rows = conn.execute(
-                        select(EVENTS).where(EVENTS.c.published_at.is_(None)).order_by(EVENTS.c.id)
-                        .limit(self.batch)).all()
+                rows = self._unpublished()
                 if not rows:
                     break
                 try:
@@ -83,17 +121,23 @@ class Outbox:
                     return sent
                 self.last_error = None
                 if done:
-                    now = datetime.now(timezone.utc)
-                    # Rows another process's relay is marking right now are skipped, not waited for (two
-                    # relays marking the same rows in different orders would deadlock on PostgreSQL).
-                    mine = (select(EVENTS.c.id).where(EVENTS.c.id.in_(done), EVENTS.c.published_at.is_(None))
-                            .with_for_update(skip_locked=True))
-                    stmt = update(EVENTS).where(EVENTS.c.id.in_(mine)).values(published_at=now)
-                    self.ctx.writes.run(lambda conn: conn.execute(stmt))
+                    self.ctx.writes.run(lambda conn: _mark_published(conn, done))
                     sent += len(done)
                 if len(rows) < self.batch:
                     break
         return sent
+
+    def _unpublished(self) -> list[_EventRow]:
+        """The oldest unpublished event rows, read on the driver's cursor (a flush runs many times a second)."""
+        with self.ctx.reader.connect() as conn:
+            cur = rows.cursor(conn)
+            try:
+                cur.execute(_SQL[rows.dialect(conn).postgres]["unpublished"], {"n": self.batch})
+                found = cur.fetchall()
+            finally:
+                cur.close()
+        decode = rows.dialect(conn).read_time
+        return [_EventRow(*row[:-1], decode(row[-1])) for row in found]
 
     def pending(self) -> int:
         from sqlalchemy import func
@@ -126,8 +170,22 @@ class Outbox:
         self._thread = threading.Thread(target=run, name="outbox-relay", daemon=True)
         self._thread.start()
 
+    def start_for(self, process: str) -> None:
+        """Start relaying as this process's role asks (`web`, `sim` or `worker`), see the module's docstring."""
+        if self.ctx.config.outbox_relay != "worker":
+            if process != "worker":
+                self.start()
+            return
+        if process == "worker":
+            self.start(retry_seconds=WORKER_POLL)
+        else:
+            self._relayed_elsewhere = True
+
     def kick(self) -> None:
-        """Called after every commit: wake the relay thread, or relay inline when there is none."""
+        """Called after every commit: wake the relay thread, or relay inline when there is none
+        (nothing when the worker process relays)."""
+        if self._relayed_elsewhere:
+            return
         if self._thread is not None:
             self._wake.set()
         else:

@@ -28,7 +28,7 @@ def main() -> int:
 
     rate = float(os.environ.get("CITYWALL_SIM_RATE", "6"))
     ctx = current()
-    ctx.outbox.start()
+    ctx.outbox.start_for("sim")
     city = build_city()
     flow = Flow(city, rate_per_minute=rate, seed=7)  # fixed: a restart keeps each case's fate
     stop_fleet = None

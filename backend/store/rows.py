@@ -67,6 +67,10 @@ class Dialect:
             return int(value)
         return value
 
+    def read_time(self, value: Any) -> datetime | None:
+        """A stored time as read on the driver's cursor, as a datetime (SQLite hands back text)."""
+        return value if self.postgres else _sqlite_read_time(value)
+
     def decode_case(self, row: Iterable) -> dict:
         out = dict(zip(CASE_COLUMNS, row))
         for k in _CASE_JSON:

@@ -166,3 +166,51 @@ def test_two_relays_at_once_publish_each_event_once(store):
     assert store.outbox.pending() == 0
     ids = [e["event_id"] for _, e in bus.read_events(store.redis, count=1000)]
     assert len(ids) == 60 and ids == sorted(set(ids))
+
+
+def test_with_the_worker_relaying_a_write_is_published_by_the_worker_not_by_the_writer(store):
+    """CITYWALL_OUTBOX_RELAY=worker: the web process only commits; the worker's relay finds and sends the event."""
+    from dataclasses import replace
+
+    from backend.services.outbox import Outbox
+
+    cfg = replace(store.config, outbox_relay="worker")
+    web = Context.from_config(cfg)
+    worker = Context.from_config(cfg)
+    use(web)
+    try:
+        web.outbox.start_for("web")
+        c = new_case()
+        cases.apply(c["id"], "register", actor("supervisor"))
+        time.sleep(0.3)
+        assert web.outbox.pending() == 2 and bus.read_events(web.redis) == []  # nobody relayed them
+        relay = Outbox(worker)
+        worker.__dict__["outbox"] = relay
+        relay.start_for("worker")
+        deadline = time.monotonic() + 10
+        while len(bus.read_events(web.redis)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events = bus.read_events(web.redis)
+        assert [(e["case_id"], e["action"]) for _, e in events] == [(c["id"], "create"), (c["id"], "register")]
+        assert web.outbox.pending() == 0
+        # the worker keeps watching: a later write is relayed without any kick
+        cases.apply(c["id"], "dispatch", actor("dispatcher"), {})
+        deadline = time.monotonic() + 10
+        while len(bus.read_events(web.redis)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e["action"] for _, e in bus.read_events(web.redis)][-1] == "dispatch"
+        relay.stop()
+    finally:
+        use(store)
+        web.close()
+        worker.close()
+
+
+def test_a_wrong_relay_setting_is_refused_with_its_name(monkeypatch):
+    from backend import config
+
+    monkeypatch.setenv("CITYWALL_OUTBOX_RELAY", "web")
+    with pytest.raises(SystemExit, match="CITYWALL_OUTBOX_RELAY must be one of process, worker"):
+        config.load()
+    monkeypatch.setenv("CITYWALL_OUTBOX_RELAY", "worker")
+    assert config.load().outbox_relay == "worker"
