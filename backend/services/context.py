@@ -122,6 +122,8 @@ class Context:
         return self._departments
 
     def close(self) -> None:
+        if "writes" in self.__dict__:
+            self.writes.close()
         if self._redis is not None:
             try:
                 self._redis.close()

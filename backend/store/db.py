@@ -27,13 +27,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, busy_timeout: float = 30.0) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -43,16 +43,23 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - trivial
             # BEGIN IMMEDIATE: a writer holds the write lock from its first statement, so two
             # writers never deadlock on a read-then-write upgrade. A reader (see `reader`) takes a
-            # plain BEGIN: a WAL snapshot that neither waits for writers nor holds them up.
+            # plain BEGIN: a WAL snapshot that neither waits for writers nor holds them up. The group
+            # commit (backend.store.groupcommit) begins its transactions on the driver itself.
+            from backend.store.groupcommit import in_group_transaction
+
+            if in_group_transaction(conn):  # the group commit began it on the driver already
+                return
             read = conn.get_execution_options().get(READ_OPTION)
-            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+            cur = conn.connection.dbapi_connection.cursor()
+            cur.execute("BEGIN" if read else "BEGIN IMMEDIATE")
+            cur.close()
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)

@@ -13,6 +13,11 @@ are then run again without the failed one, so nobody else pays for it.
 Per transaction, `tx_state(conn)` is a dict the writes may share (the chain head is kept there and
 written once per batch); `on_commit(conn, key, fn)` registers a function to run just before commit.
 
+The leaders of a process take turns on one held connection and begin and commit on the driver
+itself: a pool checkout (with PostgreSQL's liveness ping) and SQLAlchemy's transaction bookkeeping
+cost more than a small write's SQL. A connection the database dropped is replaced and the batch run
+again (nothing of it was committed).
+
 Within a process this also replaces SQLite's sleeping busy-wait on the write lock with a queue. Between
 processes on one SQLite file, `lock_file` does the same: the leaders of the processes take an exclusive
 `flock` on it around their transaction, so a waiting process is woken the moment the other commits
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 _STATE = "citywall_tx"
 
@@ -35,6 +41,11 @@ _STATE = "citywall_tx"
 def tx_state(conn: Connection) -> dict | None:
     """The shared state of the group-commit transaction on `conn` (None outside one)."""
     return conn.info.get(_STATE)
+
+
+def in_group_transaction(conn: Connection) -> bool:
+    """True while a group commit's transaction is open on `conn` (it began it on the driver)."""
+    return _STATE in conn.info
 
 
 def on_commit(conn: Connection, key: str, fn: Callable[[Connection], None]) -> None:
@@ -68,6 +79,8 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Request] = []
         self._busy = False
+        self._conn: Connection | None = None
+        self._begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else None
         self.batches = 0
         self.writes = 0
 
@@ -130,13 +143,61 @@ class GroupCommit:
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    def _connection(self) -> Connection:
+        """The held writer connection (only the current leader uses it)."""
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Give the held connection back (Context.close)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: nothing to give back
+                pass
+
+    def _drop_connection(self, exc: BaseException) -> bool:
+        """After an error: drop the held connection if the database closed it. True if it did."""
+        conn = self._conn
+        if conn is None:
+            return False
+        dropped = conn.invalidated or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        if not dropped and isinstance(exc, self.engine.dialect.loaded_dbapi.Error):
+            dropped = self.engine.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if dropped:
+            self._conn = None
+            try:
+                conn.invalidate()
+                conn.close()
+            except Exception:
+                pass
+        return dropped
+
     def _transaction(self, batch: list[_Request]) -> _Request | None:
         """Run the batch in one transaction. Returns the request that aborted it, if one did."""
-        culprit: _Request | None = None
         try:
-            with self._between_processes(), self.engine.begin() as conn:
+            return self._attempt(batch, may_retry=True)
+        except _Dropped:
+            return self._attempt(batch, may_retry=True)
+
+    def _attempt(self, batch: list[_Request], may_retry: bool) -> _Request | None:
+        culprit: _Request | None = None
+        committing = False
+        try:
+            with self._between_processes():
+                conn = self._connection()
+                driver = conn.connection.dbapi_connection
                 conn.info[_STATE] = {}
                 try:
+                    if self._begin:
+                        cur = driver.cursor()
+                        try:
+                            cur.execute(self._begin)
+                        finally:
+                            cur.close()
                     for r in batch:
                         r.result, r.error = None, None
                         culprit = r
@@ -147,9 +208,24 @@ class GroupCommit:
                     culprit = None
                     for fn in conn.info[_STATE].get("_before_commit", {}).values():
                         fn(conn)
+                    committing = True
+                    driver.commit()
+                except BaseException:
+                    try:
+                        driver.rollback()
+                    except Exception:
+                        pass
+                    raise
                 finally:
                     conn.info.pop(_STATE, None)
+                    if conn.in_transaction():  # SQLAlchemy's own record of a statement it ran; the driver is done
+                        try:
+                            conn.rollback()
+                        except Exception:
+                            pass
         except BaseException as exc:
+            if self._drop_connection(exc) and may_retry and not committing:
+                raise _Dropped() from exc  # the connection died before the commit: nothing was written, run it again
             if culprit is not None and len(batch) > 1:
                 culprit.result, culprit.error = None, exc
                 for r in batch:
@@ -160,3 +236,7 @@ class GroupCommit:
                 if r.error is None:
                     r.result, r.error = None, exc
         return None
+
+
+class _Dropped(Exception):
+    """The held connection was closed by the database before the batch's commit."""

@@ -81,20 +81,11 @@ def test_a_write_that_breaks_the_transaction_does_not_fail_the_others(store):
 
 def _writer_process(url: str, lock_file: str, who: int, n: int, out) -> None:
     """Another process writing through its own group commit on the same SQLite file."""
-    from sqlalchemy import create_engine, event
-
-    engine = create_engine(url, connect_args={"timeout": 0})  # no busy waiting at all: any contention errors
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
     from pathlib import Path
+
+    from backend.store.db import make_engine
+
+    engine = make_engine(url, busy_timeout=0)  # no busy waiting at all: any contention errors
 
     gc = GroupCommit(engine, lock_file=Path(lock_file))
     errors = 0
@@ -129,3 +120,28 @@ def test_writers_of_several_processes_queue_on_the_file_lock_instead_of_failing(
     with engine.connect() as conn:
         written = conn.execute(text("SELECT count(*) FROM mp_probe")).scalar_one()
     assert errors == [0, 0, 0] and written == 900
+
+
+def test_writes_go_on_after_the_database_drops_the_writer_connection(store):
+    """The leaders hold one connection; when the server closes it (a PostgreSQL restart, an idle cut-off) the
+    next write is run again on a fresh one instead of failing."""
+    if store.engine.dialect.name != "postgresql":
+        return  # SQLite files are not closed from outside
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE gc_probe3 (id INTEGER PRIMARY KEY)"))
+    gc = GroupCommit(store.engine)
+    try:
+        insert = "INSERT INTO gc_probe3 (id) VALUES (:i)"
+        gc.run(lambda conn: conn.execute(text(insert), {"i": 1}))
+        pid = gc.run(lambda conn: conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        with store.engine.begin() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+        time.sleep(0.2)
+        gc.run(lambda conn: conn.execute(text(insert), {"i": 2}))  # runs again on a new connection
+        assert gc.run(lambda conn: conn.execute(text("SELECT pg_backend_pid()")).scalar_one()) != pid
+        with store.engine.connect() as conn:
+            assert sorted(conn.execute(text("SELECT id FROM gc_probe3")).scalars()) == [1, 2]
+    finally:
+        gc.close()
+        with store.engine.begin() as conn:
+            conn.execute(text("DROP TABLE gc_probe3"))
