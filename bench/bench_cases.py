@@ -1,10 +1,14 @@
 """Case actions per second, through the service layer and through HTTP, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/bench_cases.py [--cases 300] [--threads 4] [--db sqlite,postgresql]
+    .venv/bin/python bench/bench_cases.py [--cases 300] [--threads 4] [--db sqlite,postgresql] [--relay worker]
 
 Each case walks register → dispatch → accept → feedback → check → close (6 actions; creation is
 timed too). Printed side by side with the raw ceiling of the same database in the same run: the
 same number of bare transactions (one UPDATE + one INSERT each, no rules, no chain, no bus).
+
+The outbox relay runs where `make run` puts it (`--relay worker`: the worker process, started here,
+publishes every event to Redis) or in the writing process (`--relay process`). Either way the run
+waits until every event is on the stream and says how long that took after the last write.
 Goals (issue: case engine): ≥ 2,000 actions/s through the service layer, ≥ 800/s through HTTP,
 p99 < 50 ms.
 """
@@ -46,19 +50,43 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] * 1000
 
 
-def setup(db: str, tmp: Path):
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+def setup(db: str, tmp: Path, relay: str = "process"):
     schema = None
     if db == "sqlite":
         url = f"sqlite:///{tmp / 'bench.db'}"
     else:
         url, schema = support.pg_url_with_schema()
-    ctx = Context.from_config(support.make_config(tmp, url, "redis://127.0.0.1:6379/9"))
+    ctx = Context.from_config(support.make_config(tmp, url, REDIS_URL, outbox_relay=relay))
     use(ctx)
     migrate(ctx.engine)
     seed.seed_city(support.small_city())
     ctx.redis.flushdb()
-    ctx.outbox.start(retry_seconds=0.05)
+    ctx.outbox.start_for("web")
     return ctx, url, schema
+
+
+def process_env(url: str, tmp: Path, relay: str) -> dict:
+    return {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS_URL, "CITYWALL_DATA_DIR": str(tmp),
+            "CITYWALL_SECRET_KEY": "test-secret", "PYTHONPATH": str(ROOT), "CITYWALL_OUTBOX_RELAY": relay}
+
+
+def start_worker(url: str, tmp: Path) -> subprocess.Popen:
+    """The worker process as `make run` starts it: with CITYWALL_OUTBOX_RELAY=worker it is the only relay."""
+    return subprocess.Popen([sys.executable, "-m", "backend.worker"], env=process_env(url, tmp, "worker"),
+                            cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_published(ctx, since: float, timeout: float = 60) -> float:
+    """Seconds from `since` until the outbox is empty (every event on the stream)."""
+    deadline = time.monotonic() + timeout
+    while ctx.outbox.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if ctx.outbox.pending():
+        raise SystemExit(f"{ctx.outbox.pending()} events still unpublished after {timeout} s")
+    return time.perf_counter() - since
 
 
 def actors(ctx):
@@ -113,9 +141,9 @@ def run_service(ctx, n_cases: int, threads: int) -> dict:
         t.start()
     for t in ts:
         t.join()
-    elapsed = time.perf_counter() - t0
+    end = time.perf_counter()
     total = sum(len(v) for v in per_action.values())
-    return {"rate": total / elapsed, "per_action": per_action, "n": total}
+    return {"rate": total / (end - t0), "per_action": per_action, "n": total, "end": end}
 
 
 def free_port() -> int:
@@ -124,10 +152,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_http(url: str, tmp: Path, n_cases: int, threads: int) -> dict:
+def run_http(ctx, url: str, tmp: Path, n_cases: int, threads: int, relay: str) -> dict:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:6379/9", "CITYWALL_DATA_DIR": str(tmp),
-           "CITYWALL_SECRET_KEY": "test-secret", "PYTHONPATH": str(ROOT)}
+    env = process_env(url, tmp, relay)
     from backend.supervisor import web_args
 
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *web_args(url), "-b", f"127.0.0.1:{port}",
@@ -185,11 +212,12 @@ def run_http(url: str, tmp: Path, n_cases: int, threads: int) -> dict:
             t.start()
         for t in ts:
             t.join()
-        elapsed = time.perf_counter() - t0
+        end = time.perf_counter()
         total = sum(len(v) for v in per_action.values())
         if errors:
             print(f"  HTTP errors: {len(errors)} e.g. {errors[0]}")
-        return {"rate": total / elapsed, "per_action": per_action, "n": total}
+        published = wait_published(ctx, end)  # before the web process stops (with --relay process it relays)
+        return {"rate": total / (end - t0), "per_action": per_action, "n": total, "published": published}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -208,24 +236,35 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=300)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--db", default="sqlite,postgresql")
+    ap.add_argument("--relay", choices=("worker", "process"), default="worker",
+                    help="where the outbox relay runs (make run: worker)")
+    ap.add_argument("--skip-http", action="store_true")
     args = ap.parse_args()
     for db in args.db.split(","):
         tmp = Path(tempfile.mkdtemp(prefix="cw-bench-"))
-        ctx, url, schema = setup(db, tmp)
+        ctx, url, schema = setup(db, tmp, args.relay)
+        worker = None
         try:
-            print(f"== {db} ==")
+            print(f"== {db} (outbox relay: {args.relay}) ==")
             ceiling = raw_ceiling(ctx, 2000)
             print(f"  raw ceiling (bare UPDATE+INSERT transactions, 1 thread): {ceiling:.0f} tx/s")
+            if args.relay == "worker":
+                worker = start_worker(url, tmp)
             svc = run_service(ctx, args.cases, args.threads)
             report(f"service layer ({args.threads} threads)", svc)
             print(f"  ratio service/raw ceiling: {svc['rate'] / ceiling:.2f}")
-            ctx.outbox.flush()
-            print(f"  outbox pending after run: {ctx.outbox.pending()}")
+            print(f"  every event on the stream {wait_published(ctx, svc['end']) * 1000:.0f} ms after the last write")
             ctx.outbox.stop()
-            web = run_http(url, tmp, args.cases, args.threads)
+            if args.skip_http:
+                continue
+            web = run_http(ctx, url, tmp, args.cases, args.threads, args.relay)
             report(f"HTTP, gunicorn as `make run` starts it ({args.threads} client threads)", web)
             print(f"  ratio HTTP/service: {web['rate'] / svc['rate']:.2f}")
+            print(f"  every event on the stream {web['published'] * 1000:.0f} ms after the last write")
         finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(10)
             ctx.close()
             use(None)
             if schema:
