@@ -42,7 +42,10 @@ TICK_INTERVAL = 0.5       # seconds between two ticks to the wall room (a wall s
 SUMMARY_INTERVAL = 1.0    # KPIs at most once a second
 SLOW_SUMMARY_INTERVAL = 5.0   # ranking and trends (pandas) at most every 5 s
 IDLE_SUMMARY_INTERVAL = 30.0  # recomputed even without events (the overdue count moves with time)
-SUMMARY_REUSE_AGE = 10.0  # a loading screen's state reuses panels this old (hello sends the current ones)
+# A loading screen's state reuses the panels the bridge last computed if they are this recent. The bridge
+# recomputes them within a second of any change and every IDLE_SUMMARY_INTERVAL without one, so they are
+# what every open wall shows (and `hello` sends the current ones).
+SUMMARY_REUSE_AGE = IDLE_SUMMARY_INTERVAL + 5.0
 VEHICLE_INTERVAL = 0.5    # positions to the screens at most twice a second (coalesced by device): device to screen < 1 s
 GPS_SUMMARY_CHANNEL = "citywall:gps:summary"
 GPS_ALARMS_CHANNEL = "citywall:gps:alarms"
@@ -340,6 +343,7 @@ class Bridge:
     def _summary_loop(self) -> None:
         last_fast = last_slow = 0.0
         summary: dict = {}
+        self._dirty.set()  # the panels at once: a wall loading next reuses them
         while not self._stop.is_set():
             self._dirty.wait(IDLE_SUMMARY_INTERVAL)  # a change, or time passing (overdue counts move)
             since = time.monotonic() - last_fast

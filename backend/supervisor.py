@@ -42,8 +42,9 @@ def _has_module(name: str) -> bool:
 def web_args(database_url: str | None = None) -> list[str]:
     """gunicorn settings of the web process. Screens hold a websocket each (one thread); every web worker
     reads the event stream for its own screens, so workers need no sticky sessions (websocket transport).
-    On the embedded SQLite one worker process (writers of two processes would wait on SQLite's sleeping
-    busy handler); on PostgreSQL two, one per core."""
+    On the embedded SQLite one worker process: a second one takes ~25% more API writes (both queue on the
+    write lock's file) but reads the stream and computes the wall's panels a second time, which the walls
+    pay for (bench/README.md); CITYWALL_WEB_WORKERS=2 chooses the API. On PostgreSQL two, one per core."""
     postgres = (database_url or cw_config.load().effective_database_url).startswith("postgres")
     workers = os.environ.get("CITYWALL_WEB_WORKERS", "2" if postgres else "1")
     threads = os.environ.get("CITYWALL_WEB_THREADS", "64" if postgres else "128")

@@ -43,8 +43,11 @@ def now_utc() -> datetime:
 
 
 def iso(t: datetime | None) -> str | None:
-    t = _utc(t)
-    return t.isoformat().replace("+00:00", "Z") if t else None
+    if t is None:
+        return None
+    if t.tzinfo is not timezone.utc:
+        t = _utc(t)
+    return t.isoformat().replace("+00:00", "Z")
 
 
 # --- the chain and counters -----------------------------------------------------------------------
@@ -142,11 +145,9 @@ def describe_actions() -> list[dict]:
 
 def to_dict(ctx: Context, row: Any, now: datetime | None = None) -> dict:
     """The case as the API and the bus show it."""
-    r = dict(row._mapping if hasattr(row, "_mapping") else row)
+    r = {k: (iso(v) if isinstance(v, datetime) else v)
+         for k, v in (row._mapping if hasattr(row, "_mapping") else row).items()}
     now = now or now_utc()
-    for k, v in list(r.items()):
-        if isinstance(v, datetime):
-            r[k] = iso(v)
     deadline = _utc(row["deadline_at"]) if row["deadline_at"] is not None else None
     try:
         cls = ctx.catalog.get(r["class_code"])
@@ -408,7 +409,6 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
         row = rows.load_case(conn, case_id)
         if row is None:
             raise errors.NotFound(f"case {case_id} does not exist")
-        row = dict(row)
         decision = _decide(ctx, row, action, actor, payload)  # refuses another department's case (403)
         changes = _effects(ctx, row, decision, actor, at)
         rows.update_case(conn, case_id, changes)
@@ -488,7 +488,6 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
         row = rows.load_case(conn, case_id)
         if row is None:
             return None
-        row = dict(row)
         deadline, warn = _utc(row["deadline_at"]), _utc(row["warn_at"])
         if deadline is None or row["sla_state"] >= level or sla_state(at, deadline, warn) < level:
             return None

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from backend.store import models as m
 
 CASE_COLUMNS: tuple[str, ...] = tuple(c.name for c in m.Case.__table__.columns)
+_CASE_COLUMN_SET = frozenset(CASE_COLUMNS)
 EVENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in m.Event.__table__.columns)
 _CASE_DATETIMES = frozenset(c.name for c in m.Case.__table__.columns if c.type.python_type is datetime)
 _CASE_JSON = frozenset({"photos", "pending_payload"})
@@ -55,6 +56,7 @@ class Dialect:
         self.event_insert = p(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
                               f"({', '.join(':' + c for c in EVENT_COLUMNS)})")
         self._wrap = p
+        self._updates: dict[tuple[str, ...], str] = {}
 
     def encode(self, name: str, value: Any) -> Any:
         if name in _CASE_JSON:
@@ -85,9 +87,13 @@ class Dialect:
                     out[k] = bool(out[k])
         return out
 
-    def case_update(self, names: Iterable[str]) -> str:
-        sets = ", ".join(f"{n} = :{n}" for n in names)
-        return self._wrap(f"UPDATE cases SET {sets} WHERE id = :_id")
+    def case_update(self, names: tuple[str, ...]) -> str:
+        """The UPDATE of these columns (built once per set of columns: an action changes the same ones each time)."""
+        sql = self._updates.get(names)
+        if sql is None:
+            sets = ", ".join(f"{n} = :{n}" for n in names)
+            sql = self._updates[names] = self._wrap(f"UPDATE cases SET {sets} WHERE id = :_id")
+        return sql
 
 
 _DIALECTS = {True: Dialect(True), False: Dialect(False)}
@@ -115,11 +121,10 @@ def load_case(conn: Connection, case_id: int) -> dict | None:
 
 
 def update_case(conn: Connection, case_id: int, changes: dict) -> None:
-    unknown = set(changes) - set(CASE_COLUMNS)
-    if unknown:
-        raise KeyError(f"not case columns: {sorted(unknown)}")
+    if not _CASE_COLUMN_SET.issuperset(changes):
+        raise KeyError(f"not case columns: {sorted(set(changes) - _CASE_COLUMN_SET)}")
     d = dialect(conn)
-    names = sorted(changes)
+    names = tuple(sorted(changes))
     params = {n: d.encode(n, changes[n]) for n in names}
     params["_id"] = case_id
     cur = cursor(conn)

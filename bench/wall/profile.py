@@ -81,7 +81,7 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="print the top self-time functions of each load (CDP Profiler)")
     args = ap.parse_args()
     data_dir = Path(args.data_dir)
-    web, sim = start_hall(data_dir, args.port)
+    hall = start_hall(data_dir, args.port)
     base = f"http://127.0.0.1:{args.port}"
     out = []
     try:
@@ -118,7 +118,7 @@ def main() -> int:
                 ctx.close()
             browser.close()
     finally:
-        stop_all((web, sim))
+        stop_all(hall)
     print(json.dumps({"first_render_median_ms": round(statistics.median(o["first_render"] for o in out)),
                       "load_average": os.getloadavg()[0]}))
     return 0

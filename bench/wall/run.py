@@ -6,8 +6,10 @@ Measures, against a real gunicorn web process and headless Chromium:
 - time to first full render (navigation start → state loaded and painted: map, board, panels);
 - push-to-paint latency in the browser (server emit time → the frame that shows it), p50 and p99;
 - the browser main thread's busy share (CDP TaskDuration) while events flow;
-- the web process's CPU with 1 screen and with 50 screens connected (49 extra Socket.IO clients), in
-  alternating windows, compared by their medians.
+- the web process's CPU (its worker processes together) with 1 screen and with 50 screens connected (49
+  extra Socket.IO clients), in alternating windows, compared by their medians.
+The processes run as `make run` runs them: gunicorn with `backend.supervisor.web_args()`, the worker
+(the outbox relay of the instance) and the simulator.
 Uses the real Redis at 127.0.0.1:6379 db 5 (flushed). Figures go to stdout as JSON; README.md holds them.
 """
 from __future__ import annotations
@@ -78,16 +80,19 @@ def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def start_hall(data_dir: Path, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
-    """The web process (gunicorn gthread, one worker) and the simulator on `data_dir`, logging there."""
+def start_hall(data_dir: Path, port: int) -> tuple[subprocess.Popen, ...]:
+    """The web process (gunicorn as the supervisor starts it), the worker and the simulator on `data_dir`,
+    logging there. The web process comes first."""
+    from backend.supervisor import web_args
+
     env = dict(os.environ, CITYWALL_DATA_DIR=str(data_dir), REDIS_URL=REDIS_URL, CITYWALL_SECRET_KEY="bench",
-               CITYWALL_DEMO="1", CITYWALL_SIM_RATE="6")
+               CITYWALL_DEMO="1", CITYWALL_SIM_RATE="6", CITYWALL_OUTBOX_RELAY="worker")
     py = sys.executable
-    web = start([py, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "128",
-                 "--bind", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning",
+    web = start([py, "-m", "gunicorn", *web_args(), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
                  "backend.wsgi:app"], env, data_dir / "web.log")
+    worker = start([py, "-m", "backend.worker"], env, data_dir / "worker.log")
     sim = start([py, "-m", "backend.sim"], env, data_dir / "sim.log")
-    return web, sim
+    return web, worker, sim
 
 
 def stop_all(procs) -> None:
@@ -99,18 +104,25 @@ def stop_all(procs) -> None:
             pass
 
 
-def worker_pid(master: int) -> int:
+def worker_pids(master: int) -> list[int]:
+    """The gunicorn worker processes of the web process."""
+    from backend.supervisor import web_args
+
+    want = int(web_args()[web_args().index("--workers") + 1])
     for _ in range(100):
-        kids = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        if kids:
-            return int(kids[0])
+        kids = [int(k) for k in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+        if len(kids) >= want:
+            return kids
         time.sleep(0.1)
-    raise RuntimeError("no gunicorn worker")
+    raise RuntimeError("the gunicorn workers did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 class Driver(threading.Thread):
@@ -129,7 +141,7 @@ class Driver(threading.Thread):
 
         ctx = Context.from_config(config.load())
         use(ctx)
-        ctx.outbox.start()
+        ctx.outbox.start_for("sim")
         sup, disp = Actor("supervisor", "supervisor"), Actor("dispatcher", "dispatcher")
         todo = [c["id"] for c in cases.query(statuses=["to_register"], limit=50_000)]
         random.Random(5).shuffle(todo)
@@ -184,13 +196,14 @@ def main() -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     print(f"preparing {args.cases} open cases in {data_dir} …", flush=True)
     prepare(data_dir, args.cases)
-    web, sim = start_hall(data_dir, args.port)
+    hall = start_hall(data_dir, args.port)
+    web = hall[0]
     base = f"http://127.0.0.1:{args.port}"
     out: dict = {"open_cases": args.cases}
     driver = None
     try:
         time.sleep(4)
-        wpid = worker_pid(web.pid)
+        wpid = worker_pids(web.pid)
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
@@ -226,7 +239,8 @@ def main() -> int:
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable")
             driver = Driver(data_dir, args.rate)
-            os.environ.update(CITYWALL_DATA_DIR=str(data_dir), REDIS_URL=REDIS_URL, CITYWALL_SECRET_KEY="bench")
+            os.environ.update(CITYWALL_DATA_DIR=str(data_dir), REDIS_URL=REDIS_URL, CITYWALL_SECRET_KEY="bench",
+                              CITYWALL_OUTBOX_RELAY="worker")
             driver.start()
             time.sleep(3)
             page.evaluate("() => { window.citywall.metrics.pushToPaint.length = 0; }")
@@ -283,7 +297,7 @@ def main() -> int:
     finally:
         if driver is not None:
             driver.stop_flag.set()
-        stop_all((web, sim))
+        stop_all(hall)
     print(json.dumps(out, indent=1))
     return 0
 
