@@ -418,7 +418,7 @@ def apply(case_id: int, action: str, actor: Actor, payload: dict | None = None,
                      body={"input": decision.payload, "case": snapshot(ctx, row)}, at=at)
         return row
 
-    row = ctx.writes.run(write)
+    row = ctx.writes.run(write, key=case_id)
     ctx.outbox.kick()
     return to_dict(ctx, row)
 
@@ -470,7 +470,7 @@ def add_evidence(case_id: int, photo: str, actor: Actor, note: str = "", at: dat
                      body={"input": {"photo": photo, "note": note}, "case": snapshot(ctx, row)}, at=at)
         return row
 
-    row = ctx.writes.run(write)
+    row = ctx.writes.run(write, key=case_id)
     ctx.outbox.kick()
     return to_dict(ctx, row)
 
@@ -500,7 +500,7 @@ def mark_sla(case_id: int, level: int, at: datetime | None = None) -> dict | Non
                            "case": snapshot(ctx, row)}, at=at)
         return row
 
-    row = ctx.writes.run(write)
+    row = ctx.writes.run(write, key=case_id)
     if row is None:
         return None
     ctx.outbox.kick()

@@ -69,13 +69,15 @@ class Context:
     def writes(self):
         """Group commit of this process's writes (see backend.store.groupcommit)."""
         from backend.services.errors import ServiceError
+        from backend.store import rows
         from backend.store.groupcommit import GroupCommit
 
         lock_file = None
         database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
         if database and database != ":memory:":
             lock_file = Path(database + ".writelock")  # the writers of every process on this file queue on it
-        return GroupCommit(self.engine, clean_errors=(ServiceError,), lock_file=lock_file)
+        return GroupCommit(self.engine, clean_errors=(ServiceError,), lock_file=lock_file,
+                           prefetch=rows.prefetch_cases)
 
     @cached_property
     def outbox(self):

@@ -12,6 +12,9 @@ are then run again without the failed one, so nobody else pays for it.
 
 Per transaction, `tx_state(conn)` is a dict the writes may share (the chain head is kept there and
 written once per batch); `on_commit(conn, key, fn)` registers a function to run just before commit.
+A write may name the row it is about (`run(fn, key=…)`); the leader hands the keys of the whole batch
+to `prefetch(conn, keys)` first, so the rows are read (and locked) in one statement instead of one round
+trip per write.
 
 The leaders of a process take turns on one held connection and begin and commit on the driver
 itself: a pool checkout (with PostgreSQL's liveness ping) and SQLAlchemy's transaction bookkeeping
@@ -57,10 +60,11 @@ def on_commit(conn: Connection, key: str, fn: Callable[[Connection], None]) -> N
 
 
 class _Request:
-    __slots__ = ("fn", "result", "error", "done", "lead", "event")
+    __slots__ = ("fn", "key", "result", "error", "done", "lead", "event")
 
-    def __init__(self, fn: Callable[[Connection], Any]):
+    def __init__(self, fn: Callable[[Connection], Any], key: Any = None):
         self.fn = fn
+        self.key = key
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = False
@@ -70,8 +74,10 @@ class _Request:
 
 class GroupCommit:
     def __init__(self, engine: Engine, max_batch: int = 64, clean_errors: tuple[type[BaseException], ...] = (),
-                 lock_file: Path | None = None):
+                 lock_file: Path | None = None,
+                 prefetch: Callable[[Connection, list], None] | None = None):
         self.engine = engine
+        self.prefetch = prefetch
         self.lock_file = lock_file
         self._lock_fd: int | None = None
         self.max_batch = max_batch
@@ -84,9 +90,10 @@ class GroupCommit:
         self.batches = 0
         self.writes = 0
 
-    def run(self, fn: Callable[[Connection], Any]) -> Any:
-        """Run `fn(conn)` inside a write transaction; return its result once committed, or raise its error."""
-        req = _Request(fn)
+    def run(self, fn: Callable[[Connection], Any], key: Any = None) -> Any:
+        """Run `fn(conn)` inside a write transaction; return its result once committed, or raise its error.
+        `key`: the row the write is about, read for the whole batch by `prefetch`."""
+        req = _Request(fn, key)
         with self._lock:
             self._queue.append(req)
             lead = not self._busy
@@ -198,6 +205,9 @@ class GroupCommit:
                             cur.execute(self._begin)
                         finally:
                             cur.close()
+                    keys = [r.key for r in batch if r.key is not None]
+                    if keys and self.prefetch is not None:
+                        self.prefetch(conn, keys)
                     for r in batch:
                         r.result, r.error = None, None
                         culprit = r

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from sqlalchemy.engine import Connection
 
 from backend.store import models as m
+from backend.store.groupcommit import tx_state
 
 CASE_COLUMNS: tuple[str, ...] = tuple(c.name for c in m.Case.__table__.columns)
 _CASE_COLUMN_SET = frozenset(CASE_COLUMNS)
@@ -51,6 +52,10 @@ class Dialect:
         p = _pg if postgres else (lambda s: s)
         cols = ", ".join(CASE_COLUMNS)
         self.select_case_locked = p(f"SELECT {cols} FROM cases WHERE id = :id" + (" FOR UPDATE" if postgres else ""))
+        # several cases at once, locked in id order (two transactions never wait on each other crosswise)
+        self.select_cases_locked = (f"SELECT {cols} FROM cases WHERE id = ANY(%(ids)s) ORDER BY id FOR UPDATE"
+                                    if postgres else
+                                    f"SELECT {cols} FROM cases WHERE id IN (SELECT value FROM json_each(:ids))")
         self.head = "SELECT last_event_id, last_hash FROM audit_head WHERE id = 1" + (" FOR UPDATE" if postgres else "")
         self.head_update = p("UPDATE audit_head SET last_event_id = :event_id, last_hash = :hash WHERE id = 1")
         self.event_insert = p(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
@@ -108,8 +113,37 @@ def cursor(conn: Connection):
     return conn.connection.dbapi_connection.cursor()
 
 
+def _batch_cases(conn: Connection) -> dict | None:
+    state = tx_state(conn)
+    return None if state is None else state.get("cases")
+
+
+def prefetch_cases(conn: Connection, case_ids: list) -> None:
+    """The cases a group-commit batch is about, read and locked in one statement and kept for the batch's
+    writes (`load_case` hands out copies, `update_case` keeps them current for the next write of the batch)."""
+    state = tx_state(conn)
+    # only plain row ids: anything else is left to that write's own read, where it fails alone
+    ids = sorted({i for i in case_ids if type(i) is int and 0 < i < 2 ** 63})
+    if state is None or not ids:
+        return
+    d = dialect(conn)
+    cur = cursor(conn)
+    try:
+        cur.execute(d.select_cases_locked, {"ids": ids if d.postgres else json.dumps(ids)})
+        found = cur.fetchall()
+    finally:
+        cur.close()
+    cases = state.setdefault("cases", {})
+    for row in found:
+        case = d.decode_case(row)
+        cases[case["id"]] = case
+
+
 def load_case(conn: Connection, case_id: int) -> dict | None:
     """The case row, locked for this transaction (FOR UPDATE on PostgreSQL)."""
+    kept = _batch_cases(conn)
+    if kept is not None and case_id in kept:
+        return dict(kept[case_id])
     d = dialect(conn)
     cur = cursor(conn)
     try:
@@ -132,6 +166,9 @@ def update_case(conn: Connection, case_id: int, changes: dict) -> None:
         cur.execute(d.case_update(names), params)
     finally:
         cur.close()
+    kept = _batch_cases(conn)
+    if kept is not None and case_id in kept:
+        kept[case_id].update(changes)
 
 
 def lock_head(conn: Connection) -> tuple[int, str] | None:

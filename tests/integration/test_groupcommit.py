@@ -145,3 +145,52 @@ def test_writes_go_on_after_the_database_drops_the_writer_connection(store):
         gc.close()
         with store.engine.begin() as conn:
             conn.execute(text("DROP TABLE gc_probe3"))
+
+
+def test_a_batch_reads_its_cases_once_and_each_write_sees_the_one_before(store):
+    """Writes naming their case (`key`) get it from one read for the whole batch; a second write on the same
+    case in the batch sees the first one's change (the kept row is updated with it)."""
+    from backend.store import rows
+    from tests.conftest import new_case
+
+    case_id = new_case()["id"]
+    with store.engine.connect() as conn:
+        start = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+    reads: list[list] = []
+
+    def prefetch(conn, keys):
+        reads.append(list(keys))
+        rows.prefetch_cases(conn, keys)
+
+    gc = GroupCommit(store.engine, prefetch=prefetch)
+    try:
+        def bump(conn, i: int):
+            row = rows.load_case(conn, case_id)
+            rows.update_case(conn, case_id, {"version": row["version"] + 1})
+            return row["version"] + 1
+
+        first_in = threading.Event()
+        results: dict[int, int] = {}
+
+        def write(i: int):
+            def fn(conn):
+                if i == 0:
+                    first_in.set()
+                    time.sleep(0.3)
+                return bump(conn, i)
+            results[i] = gc.run(fn, key=case_id)
+
+        threads = [threading.Thread(target=write, args=(0,))]
+        threads[0].start()
+        first_in.wait(5)
+        threads += [threading.Thread(target=write, args=(i,)) for i in range(1, 6)]
+        for t in threads[1:]:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        gc.close()
+    assert sorted(results.values()) == list(range(start + 1, start + 7))  # each saw the one before
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one() == start + 6
+    assert len(reads) < 6 and sum(len(k) for k in reads) == 6  # the five queued writes: one read
