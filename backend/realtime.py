@@ -46,6 +46,10 @@ IDLE_SUMMARY_INTERVAL = 30.0  # recomputed even without events (the overdue coun
 # recomputes them within a second of any change and every IDLE_SUMMARY_INTERVAL without one, so they are
 # what every open wall shows (and `hello` sends the current ones).
 SUMMARY_REUSE_AGE = IDLE_SUMMARY_INTERVAL + 5.0
+SUMMARY_KEY = "citywall:wall:summary"        # the panels last computed by a web worker: {at, slow_at, summary}
+SUMMARY_LOCK = "citywall:wall:summary:lock"  # held by the web worker computing them
+SUMMARY_LOCK_MS = 5000                       # after this a waiting worker computes them itself
+SUMMARY_SKEW = 0.25                          # two workers see one event within this of each other
 VEHICLE_INTERVAL = 0.5    # positions to the screens at most twice a second (coalesced by device): device to screen < 1 s
 GPS_SUMMARY_CHANNEL = "citywall:gps:summary"
 GPS_ALARMS_CHANNEL = "citywall:gps:alarms"
@@ -107,12 +111,14 @@ class Bridge:
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._started = False
-        self.stats = {"batches": 0, "events": 0, "summaries": 0, "vehicle_batches": 0, "alarms": 0, "ticks": 0}
+        self.stats = {"batches": 0, "events": 0, "summaries": 0, "vehicle_batches": 0, "alarms": 0, "ticks": 0,
+                      "summaries_shared": 0}
         self._tick: dict[str, Any] = {}
         self._tick_lock = threading.Lock()
         self._tick_wake = threading.Event()
         self._summary: dict | None = None
         self._summary_at = 0.0
+        self._slow_at = 0.0  # when the ranking and trends were last computed (by any web worker)
         # the open cases as screens' compact records, kept by the stream (None until loaded, or after a gap)
         self._open: dict[int, dict] | None = None
         self._open_event_id = 0
@@ -341,7 +347,7 @@ class Bridge:
 
     # --- the panel summaries -----------------------------------------------------------------
     def _summary_loop(self) -> None:
-        last_fast = last_slow = 0.0
+        last_fast = 0.0
         summary: dict = {}
         self._dirty.set()  # the panels at once: a wall loading next reuses them
         while not self._stop.is_set():
@@ -350,21 +356,74 @@ class Bridge:
             if since < SUMMARY_INTERVAL:
                 self._stop.wait(SUMMARY_INTERVAL - since)
             self._dirty.clear()
-            now = time.monotonic()
             try:
-                summary["kpi"] = wall.kpis()
-                if now - last_slow >= SLOW_SUMMARY_INTERVAL or "ranking" not in summary:
-                    summary["ranking"] = wall.ranking()
-                    summary["trends"] = wall.trends()
-                    last_slow = now
-                last_fast = now
-                self._summary = dict(summary)
+                summary = self.panels(summary)
+                last_fast = time.monotonic()
+                self._summary = summary
                 self._summary_at = time.monotonic()
                 self.put_tick("summary", self._summary)
                 self.stats["summaries"] += 1
             except Exception:
-                log.exception("could not compute the wall summaries")
+                if not self._stop.is_set():
+                    log.exception("could not compute the wall summaries")
                 self._stop.wait(2.0)
+
+    def panels(self, previous: dict) -> dict:
+        """The wall's panels (KPIs; ranking and trends at most every SLOW_SUMMARY_INTERVAL), computed once per
+        instance: every web worker's bridge sees the same events at the same time, so the one that takes
+        SUMMARY_LOCK computes them and stores them at SUMMARY_KEY, and the others take those. Without Redis, or
+        when the computing worker does not deliver in time, a bridge computes them itself."""
+        asked = time.time()
+        r: redis.Redis | None = None
+        try:
+            r = self.ctx.redis
+            mine = bool(r.set(SUMMARY_LOCK, "1", nx=True, px=SUMMARY_LOCK_MS))
+            stored = None if mine else self._stored_panels(r, asked)
+        except (redis.RedisError, OSError, ValueError):
+            r, mine, stored = None, True, None
+        if stored is not None:
+            self.stats["summaries_shared"] += 1
+            return stored["summary"]
+        out = dict(previous)
+        out["kpi"] = wall.kpis()
+        slow_at = self._slow_at
+        if r is not None:
+            try:
+                last = json.loads(r.get(SUMMARY_KEY) or "{}")
+                slow_at = max(slow_at, float(last.get("slow_at") or 0.0))
+                out.setdefault("ranking", (last.get("summary") or {}).get("ranking"))
+                out.setdefault("trends", (last.get("summary") or {}).get("trends"))
+            except (redis.RedisError, OSError, ValueError):
+                pass
+        if time.time() - slow_at >= SLOW_SUMMARY_INTERVAL or out.get("ranking") is None or out.get("trends") is None:
+            out["ranking"] = wall.ranking()
+            out["trends"] = wall.trends()
+            slow_at = time.time()
+        self._slow_at = slow_at
+        if r is not None:
+            try:
+                r.set(SUMMARY_KEY, json.dumps({"at": asked, "slow_at": slow_at, "summary": out}, ensure_ascii=False),
+                      ex=int(SUMMARY_REUSE_AGE))
+                r.delete(SUMMARY_LOCK)
+            except (redis.RedisError, OSError):
+                pass
+        return out
+
+    def _stored_panels(self, r: redis.Redis, asked: float) -> dict | None:
+        """The panels another worker computes for a change this bridge saw at `asked` (both read the same
+        events, within SUMMARY_SKEW of each other). None: compute them here (the lock is now this one's,
+        or the other worker did not deliver)."""
+        deadline = time.monotonic() + SUMMARY_LOCK_MS / 1000
+        while time.monotonic() < deadline and not self._stop.is_set():
+            raw = r.get(SUMMARY_KEY)
+            if raw:
+                stored = json.loads(raw)
+                if float(stored.get("at") or 0) >= asked - SUMMARY_SKEW:
+                    return stored
+            if r.set(SUMMARY_LOCK, "1", nx=True, px=SUMMARY_LOCK_MS):
+                return None  # the other worker was computing for an older change: this one is newer
+            self._stop.wait(0.05)
+        return None
 
     # --- newcomers ---------------------------------------------------------------------------
     def replay(self, after: int, limit: int = REPLAY_LIMIT) -> list[dict] | None:

@@ -192,7 +192,7 @@ def run_http(ctx, url: str, tmp: Path, n_cases: int, threads: int, relay: str) -
     env = process_env(url, tmp, relay)
     from backend.supervisor import web_args
 
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *web_args(), "-b", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *web_args(url), "-b", f"127.0.0.1:{port}",
                              "--log-level", "warning", "backend.wsgi:app"], env=env, cwd=str(ROOT))
     try:
         for _ in range(100):

@@ -153,3 +153,48 @@ def test_the_open_cases_kept_from_the_stream_are_the_stores(sqlite_store):
     event_id, cols = bridge.open_cases_now()
     assert cols == wall.open_case_columns() and event_id == later[-1]["event_id"]
     assert c["id"] not in cols["id"] and d["id"] in cols["id"]
+
+
+def test_two_web_workers_compute_the_wall_panels_once_and_show_the_same(sqlite_store, monkeypatch):
+    """Every web worker's bridge sees each change; the panels (KPIs, ranking, trends) are computed by the one
+    that takes the lock and taken from Redis by the other, and a later change is computed again."""
+    import threading
+    import time
+
+    from backend.services import wall
+    from tests.conftest import new_case
+
+    calls = {"kpis": 0, "ranking": 0}
+    real_kpis, real_ranking = wall.kpis, wall.ranking
+
+    def slow_kpis():
+        calls["kpis"] += 1
+        time.sleep(0.3)  # long enough for the other worker to ask meanwhile
+        return real_kpis()
+
+    def counted_ranking():
+        calls["ranking"] += 1
+        return real_ranking()
+
+    monkeypatch.setattr(wall, "kpis", slow_kpis)
+    monkeypatch.setattr(wall, "ranking", counted_ranking)
+    sqlite_store.redis.delete(realtime.SUMMARY_KEY, realtime.SUMMARY_LOCK)
+    new_case()
+    workers = [realtime.Bridge(sqlite_store, FakeSio()), realtime.Bridge(sqlite_store, FakeSio())]
+    got: dict[int, dict] = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, workers[i].panels({}))) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert calls == {"kpis": 1, "ranking": 1}
+    assert got[0] == got[1] and got[0]["kpi"]["open"] >= 1 and "ranking" in got[0] and "trends" in got[0]
+    assert sum(w.stats["summaries_shared"] for w in workers) == 1
+    # a change later: computed again (the ranking kept while younger than SLOW_SUMMARY_INTERVAL)
+    new_case()
+    later = workers[1].panels(got[1])
+    assert calls == {"kpis": 2, "ranking": 1} and later["kpi"]["open"] == got[0]["kpi"]["open"] + 1
+    # without Redis a bridge computes the panels itself
+    monkeypatch.setattr(type(sqlite_store), "redis", property(lambda self: (_ for _ in ()).throw(OSError("down"))))
+    alone = realtime.Bridge(sqlite_store, FakeSio()).panels({})
+    assert calls["kpis"] == 3 and alone["kpi"]["open"] == later["kpi"]["open"]
