@@ -389,10 +389,8 @@ class Bridge:
         slow_at = self._slow_at
         if r is not None:
             try:
-                last = json.loads(r.get(SUMMARY_KEY) or "{}")
+                last = json.loads(r.get(SUMMARY_KEY) or "{}")  # another worker's ranking may be younger than ours
                 slow_at = max(slow_at, float(last.get("slow_at") or 0.0))
-                out.setdefault("ranking", (last.get("summary") or {}).get("ranking"))
-                out.setdefault("trends", (last.get("summary") or {}).get("trends"))
             except (redis.RedisError, OSError, ValueError):
                 pass
         if time.time() - slow_at >= SLOW_SUMMARY_INTERVAL or out.get("ranking") is None or out.get("trends") is None:

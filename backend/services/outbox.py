@@ -105,39 +105,39 @@ class Outbox:
         sent = 0
         with self._lock:
             while True:
-                rows = self._unpublished()
-                if not rows:
+                found = self._unpublished()
+                if not found:
                     break
                 try:
                     r = self.ctx.redis
                     if not self._checked_stale:
                         bus.reset_stale_stream(r, self._max_event_id)
                         self._checked_stale = True
-                    done = bus.publish_events(r, [event_message(row) for row in rows])
+                    done = bus.publish_events(r, [event_message(row) for row in found])
                 except (redis.RedisError, OSError) as exc:
                     if self.last_error != str(exc):
-                        log.warning("bus unreachable, %d events wait in the outbox: %s", len(rows), exc)
+                        log.warning("bus unreachable, %d events wait in the outbox: %s", len(found), exc)
                     self.last_error = str(exc)
                     return sent
                 self.last_error = None
                 if done:
                     self.ctx.writes.run(lambda conn: _mark_published(conn, done))
                     sent += len(done)
-                if len(rows) < self.batch:
+                if len(found) < self.batch:
                     break
         return sent
 
     def _unpublished(self) -> list[_EventRow]:
         """The oldest unpublished event rows, read on the driver's cursor (a flush runs many times a second)."""
         with self.ctx.reader.connect() as conn:
+            d = rows.dialect(conn)
             cur = rows.cursor(conn)
             try:
-                cur.execute(_SQL[rows.dialect(conn).postgres]["unpublished"], {"n": self.batch})
+                cur.execute(_SQL[d.postgres]["unpublished"], {"n": self.batch})
                 found = cur.fetchall()
             finally:
                 cur.close()
-        decode = rows.dialect(conn).read_time
-        return [_EventRow(*row[:-1], decode(row[-1])) for row in found]
+        return [_EventRow(*row[:-1], d.read_time(row[-1])) for row in found]
 
     def pending(self) -> int:
         from sqlalchemy import func
