@@ -187,8 +187,8 @@ class GroupCommit:
         """Run the batch in one transaction. Returns the request that aborted it, if one did."""
         try:
             return self._attempt(batch, may_retry=True)
-        except _Dropped:
-            return self._attempt(batch, may_retry=True)
+        except _Dropped:  # once: a second dropped connection fails the batch like any other error
+            return self._attempt(batch, may_retry=False)
 
     def _attempt(self, batch: list[_Request], may_retry: bool) -> _Request | None:
         culprit: _Request | None = None
@@ -197,7 +197,8 @@ class GroupCommit:
             with self._between_processes():
                 conn = self._connection()
                 driver = conn.connection.dbapi_connection
-                conn.info[_STATE] = {}
+                info = conn.info  # held: a connection SQLAlchemy invalidates meanwhile refuses `conn.info`
+                info[_STATE] = {}
                 try:
                     if self._begin:
                         cur = driver.cursor()
@@ -216,7 +217,7 @@ class GroupCommit:
                         except self.clean_errors as exc:  # refused before writing: fails alone
                             r.error = exc
                     culprit = None
-                    for fn in conn.info[_STATE].get("_before_commit", {}).values():
+                    for fn in info[_STATE].get("_before_commit", {}).values():
                         fn(conn)
                     committing = True
                     driver.commit()
@@ -227,7 +228,7 @@ class GroupCommit:
                         pass
                     raise
                 finally:
-                    conn.info.pop(_STATE, None)
+                    info.pop(_STATE, None)
                     if conn.in_transaction():  # SQLAlchemy's own record of a statement it ran; the driver is done
                         try:
                             conn.rollback()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from sqlalchemy import text
 
 from backend.store.groupcommit import GroupCommit
@@ -194,3 +196,26 @@ def test_a_batch_reads_its_cases_once_and_each_write_sees_the_one_before(store):
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one() == start + 6
     assert len(reads) < 6 and sum(len(k) for k in reads) == 6  # the five queued writes: one read
+
+
+def test_a_connection_dropped_again_on_the_retry_fails_the_write_with_the_database_error(store):
+    """The batch is run again once on a fresh connection; dropped there too, the writer gets the database's
+    error (it does not hang, nor see the group commit's internals), and the next write goes through."""
+    if store.engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy.exc import DBAPIError
+
+    attempts = []
+
+    def drop_own_connection(conn, keys):
+        attempts.append(keys)
+        conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    gc = GroupCommit(store.engine, prefetch=drop_own_connection)
+    try:
+        with pytest.raises(DBAPIError):
+            gc.run(lambda conn: conn.execute(text("SELECT 1")).scalar_one(), key=1)
+        assert len(attempts) == 2
+        assert gc.run(lambda conn: conn.execute(text("SELECT 2")).scalar_one()) == 2  # no key: no prefetch
+    finally:
+        gc.close()
