@@ -11,9 +11,11 @@ from sqlalchemy import text
 from backend.store.groupcommit import GroupCommit
 
 
-def _writers_behind_a_busy_leader(gc: GroupCommit, n: int, body, catch: type[BaseException]) -> dict[int, object]:
+def _writers_behind_a_busy_leader(gc: GroupCommit, n: int, body, catch: type[BaseException],
+                                  key=None) -> dict[int, object]:
     """Writer 0 enters first and holds the leader's transaction 0.3 s while writers 1..n-1 queue behind it;
-    each runs body(conn, i) through gc. Returns each writer's result, or the `catch` error it raised."""
+    each runs body(conn, i) through gc (naming `key`). Returns each writer's result, or the `catch` error it
+    raised."""
     first_in = threading.Event()
     results: dict[int, object] = {}
 
@@ -24,7 +26,7 @@ def _writers_behind_a_busy_leader(gc: GroupCommit, n: int, body, catch: type[Bas
                 time.sleep(0.3)  # the leader is busy: everyone else queues behind it
             return body(conn, i)
         try:
-            results[i] = gc.run(fn)
+            results[i] = gc.run(fn, key=key)
         except catch as exc:
             results[i] = exc
 
@@ -171,25 +173,7 @@ def test_a_batch_reads_its_cases_once_and_each_write_sees_the_one_before(store):
             rows.update_case(conn, case_id, {"version": row["version"] + 1})
             return row["version"] + 1
 
-        first_in = threading.Event()
-        results: dict[int, int] = {}
-
-        def write(i: int):
-            def fn(conn):
-                if i == 0:
-                    first_in.set()
-                    time.sleep(0.3)
-                return bump(conn, i)
-            results[i] = gc.run(fn, key=case_id)
-
-        threads = [threading.Thread(target=write, args=(0,))]
-        threads[0].start()
-        first_in.wait(5)
-        threads += [threading.Thread(target=write, args=(i,)) for i in range(1, 6)]
-        for t in threads[1:]:
-            t.start()
-        for t in threads:
-            t.join(10)
+        results = _writers_behind_a_busy_leader(gc, 6, bump, Exception, key=case_id)
     finally:
         gc.close()
     assert sorted(results.values()) == list(range(start + 1, start + 7))  # each saw the one before
