@@ -377,10 +377,10 @@ class Bridge:
         r: redis.Redis | None = None
         try:
             r = self.ctx.redis
-            mine = bool(r.set(SUMMARY_LOCK, "1", nx=True, px=SUMMARY_LOCK_MS))
+            mine = r.set(SUMMARY_LOCK, "1", nx=True, px=SUMMARY_LOCK_MS)
             stored = None if mine else self._stored_panels(r, asked)
         except (redis.RedisError, OSError, ValueError):
-            r, mine, stored = None, True, None
+            r, stored = None, None
         if stored is not None:
             self.stats["summaries_shared"] += 1
             return stored["summary"]

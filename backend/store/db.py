@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
+from backend.store.groupcommit import in_group_transaction
+
 READ_OPTION = "citywall_read"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -52,8 +54,6 @@ def make_engine(url: str, pool_size: int = 10, busy_timeout: float = 30.0) -> En
             # writers never deadlock on a read-then-write upgrade. A reader (see `reader`) takes a
             # plain BEGIN: a WAL snapshot that neither waits for writers nor holds them up. The group
             # commit (backend.store.groupcommit) begins its transactions on the driver itself.
-            from backend.store.groupcommit import in_group_transaction
-
             if in_group_transaction(conn):  # the group commit began it on the driver already
                 return
             read = conn.get_execution_options().get(READ_OPTION)
