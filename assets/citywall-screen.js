@@ -420,17 +420,24 @@
        line: {color: "#38bdf8", width: 3, shape: "spline"}, marker: {size: f * 0.4}, fill: "tozeroy",
        fillcolor: "rgba(56,189,248,0.15)"}], layout: baseLayout({xaxis: {tickfont: {size: f * 0.8}, nticks: 8,
        gridcolor: "rgba(120,170,230,0.12)"}})});
-    setFigure("trend-major", {data: [
+    var anyMajor = (tr.major_today || []).concat(tr.major_yesterday || []).some(function (n) { return n > 0; });
+    setFigure("trend-major", anyMajor ? {data: [
       {type: "bar", name: t("yesterday"), x: tr.majors, y: tr.major_yesterday, marker: {color: "#35506b"}},
       {type: "bar", name: t("today"), x: tr.majors, y: tr.major_today, marker: {color: "#22d3ee"}}],
-      layout: baseLayout({barmode: "group", bargap: 0.25})});
+      layout: baseLayout({barmode: "group", bargap: 0.25})} : emptyFigure());
     var top = (tr.top5 || []).slice().reverse();
-    setFigure("trend-top5", {data: [
+    setFigure("trend-top5", top.length ? {data: [
       {type: "bar", orientation: "h", x: top.map(function (x) { return x.count; }),
        y: top.map(function (x) { return x.name; }), text: top.map(function (x) { return String(x.count); }),
        textposition: "outside", cliponaxis: false, marker: {color: ["#7dd3fc", "#38bdf8", "#0ea5e9", "#f59e0b", "#f97316"]
        .slice(5 - top.length)}}],
-      layout: baseLayout({showlegend: false, margin: {l: f * 7, r: f * 2, t: f * 0.4, b: f * 1.4}})});
+      layout: baseLayout({showlegend: false, margin: {l: f * 7, r: f * 2, t: f * 0.4, b: f * 1.4}})} : emptyFigure());
+  }
+  // a chart with nothing to show says so, like the other panels, instead of bare axes
+  function emptyFigure() {
+    return {data: [], layout: baseLayout({showlegend: false, xaxis: {visible: false}, yaxis: {visible: false},
+      annotations: [{text: t("none"), showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5,
+                     font: {size: fontPx(1), color: "#6b86a6"}}]})};
   }
 
   // --- ticking: countdowns, clock, overdue count ----------------------------------------------------
