@@ -7,6 +7,7 @@ import threading
 import time
 import zlib
 
+import orjson
 from flask import Blueprint, Response, redirect, request
 from markupsafe import escape
 
@@ -56,7 +57,9 @@ class EncodedState:
     def __init__(self, ctx, state: dict):
         t0 = time.perf_counter()
         self.ctx, self.at, self.event_id = ctx, time.monotonic(), state["event_id"]
-        body = json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode()
+        # orjson: the same compact UTF-8 JSON as json.dumps, in a fifth of the time (3 MB for 20,000 cases:
+        # ~9 against ~52 ms alone, and this runs while a loading browser shares the cores)
+        body = orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
         self.head = body[:-1]  # everything but the closing brace
         self._gzip = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: 3× faster than 5, ~15% bigger
         self.gzip_head = self._gzip.compress(self.head) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
