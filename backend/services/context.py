@@ -135,20 +135,32 @@ class Context:
 
 
 _current: Context | None = None
+_released = False  # use(None) was called: the process gave its context up on purpose
 _current_lock = threading.Lock()
 
 
 def use(ctx: Context | None) -> None:
-    global _current
-    _current = ctx
+    """Install `ctx` as the process's context (None: give it up, e.g. a test's teardown)."""
+    global _current, _released
+    with _current_lock:
+        _current = ctx
+        _released = ctx is None
 
 
 def current() -> Context:
-    global _current
-    if _current is None:
-        with _current_lock:
-            if _current is None:
-                from backend import config as cfg
+    """The process's context; built from the configuration on first use when nothing was installed.
 
-                _current = Context.from_config(cfg.load())
-    return _current
+    After use(None) there is none until the next use(ctx): a background thread still finishing (a wall bridge
+    being stopped) gets an error instead of building a default context that would replace the next one."""
+    global _current
+    ctx = _current
+    if ctx is not None:
+        return ctx
+    with _current_lock:
+        if _current is None:
+            if _released:
+                raise RuntimeError("no context in use: it was released (use(None)) and none installed since")
+            from backend import config as cfg
+
+            _current = Context.from_config(cfg.load())
+        return _current
