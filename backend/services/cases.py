@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from backend.domain import lifecycle
@@ -51,11 +51,6 @@ def iso(t: datetime | None) -> str | None:
 
 
 # --- the chain and counters -----------------------------------------------------------------------
-
-# The insert of a new case, built once (building SQLAlchemy constructs per call costs more than running
-# them); the per-action statements run on the driver's cursor (backend.store.rows).
-_CASE_INSERT = insert(CASES).returning(CASES.c.id)
-
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
     """Take the chain head (FOR UPDATE on PostgreSQL; SQLite writers already hold the write lock).
@@ -103,14 +98,9 @@ def append_event(conn: Connection, *, case_id: int | None, type_: str, action: s
     return event_id
 
 
-# One statement for both databases (SQLite ≥ 3.35 and PostgreSQL share this upsert syntax).
-_COUNTER_UPSERT = text("INSERT INTO counters (key, value) VALUES (:key, 1) "
-                       "ON CONFLICT (key) DO UPDATE SET value = counters.value + 1 RETURNING value")
-
-
 def next_counter(conn: Connection, key: str) -> int:
     """The next value of a named counter, atomically (案卷号流水)."""
-    return conn.execute(_COUNTER_UPSERT, {"key": key}).scalar_one()
+    return rows.next_counter(conn, key)
 
 
 # --- deadlines -------------------------------------------------------------------------------------
@@ -284,7 +274,7 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
         _lock_head(conn)  # serialise writers before the counter (one order for ids, numbers and chain)
         seq = next_counter(conn, prefix_for(cls.key, local_date))
         number = format_case_number(cls.key, local_date, seq)
-        case_id = conn.execute(_CASE_INSERT, values | {"case_number": number}).scalar_one()
+        case_id = rows.insert_case(conn, values | {"case_number": number})
         row = {c.name: None for c in CASES.columns} | values | {"case_number": number, "id": case_id}
         append_event(conn, case_id=case_id, type_="case.created", action="create", actor=actor,
                      from_status=None, to_status=status,

@@ -56,11 +56,7 @@ def _mark_published(conn, ids: list[int]) -> None:
     now = datetime.now(timezone.utc)
     params = {"now": now, "ids": ids} if d.postgres else {"now": d.encode("published_at", now),
                                                           "ids": json.dumps(ids)}
-    cur = rows.cursor(conn)
-    try:
-        cur.execute(_SQL[d.postgres]["mark"], params)
-    finally:
-        cur.close()
+    rows.write_sql(conn, _SQL[d.postgres]["mark"], params)
 
 
 def event_message(row) -> dict:

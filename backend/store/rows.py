@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from sqlalchemy.engine import Connection
 
 from backend.store import models as m
-from backend.store.groupcommit import tx_state
+from backend.store.groupcommit import defer, flush, tx_state
 
 CASE_COLUMNS: tuple[str, ...] = tuple(c.name for c in m.Case.__table__.columns)
 _CASE_COLUMN_SET = frozenset(CASE_COLUMNS)
@@ -60,8 +60,11 @@ class Dialect:
         self.head_update = p("UPDATE audit_head SET last_event_id = :event_id, last_hash = :hash WHERE id = 1")
         self.event_insert = p(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
                               f"({', '.join(':' + c for c in EVENT_COLUMNS)})")
+        self.counter_next = p("INSERT INTO counters (key, value) VALUES (:key, 1) "
+                              "ON CONFLICT (key) DO UPDATE SET value = counters.value + 1 RETURNING value")
         self._wrap = p
         self._updates: dict[tuple[str, ...], str] = {}
+        self._inserts: dict[tuple[str, ...], str] = {}
 
     def encode(self, name: str, value: Any) -> Any:
         if name in _CASE_JSON:
@@ -101,6 +104,15 @@ class Dialect:
         return sql
 
 
+    def case_insert(self, names: tuple[str, ...]) -> str:
+        """The INSERT of a new case with these columns, answering its id (built once per set of columns)."""
+        sql = self._inserts.get(names)
+        if sql is None:
+            sql = self._inserts[names] = self._wrap(
+                f"INSERT INTO cases ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) RETURNING id")
+        return sql
+
+
 _DIALECTS = {True: Dialect(True), False: Dialect(False)}
 
 
@@ -113,6 +125,31 @@ def cursor(conn: Connection):
     return conn.connection.dbapi_connection.cursor()
 
 
+def write_sql(conn: Connection, sql: str, params: Any) -> None:
+    """A write whose result nobody reads: queued for the batch's commit in a PostgreSQL group commit."""
+    if defer(conn, sql, params):
+        return
+    cur = cursor(conn)
+    try:
+        cur.execute(sql, params)
+    finally:
+        cur.close()
+
+
+def read_sql(conn: Connection, sql: str, params: Any = None, one: bool = False) -> Any:
+    """A read, after the writes queued before it (it sees them)."""
+    flush(conn)
+    cur = cursor(conn)
+    try:
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+        return cur.fetchone() if one else cur.fetchall()
+    finally:
+        cur.close()
+
+
 def _batch_cases(conn: Connection) -> dict | None:
     state = tx_state(conn)
     return None if state is None else state.get("cases")
@@ -120,19 +157,30 @@ def _batch_cases(conn: Connection) -> dict | None:
 
 def prefetch_cases(conn: Connection, case_ids: list) -> None:
     """The cases a group-commit batch is about, read and locked in one statement and kept for the batch's
-    writes (`load_case` hands out copies, `update_case` keeps them current for the next write of the batch)."""
+    writes (`load_case` hands out copies, `update_case` keeps them current for the next write of the batch).
+    On PostgreSQL the chain head (the batch's writes all append events) is read and locked in the same round
+    trip, and kept as the batch's "head"."""
     state = tx_state(conn)
     # only plain row ids: anything else is left to that write's own read, where it fails alone
     ids = sorted({i for i in case_ids if type(i) is int and 0 < i < 2 ** 63})
     if state is None or not ids:
         return
     d = dialect(conn)
-    cur = cursor(conn)
-    try:
-        cur.execute(d.select_cases_locked, {"ids": ids if d.postgres else json.dumps(ids)})
+    flush(conn)
+    if d.postgres:
+        driver = conn.connection.dbapi_connection
+        with driver.pipeline():
+            cur, head_cur = driver.cursor(), driver.cursor()
+            cur.execute(d.select_cases_locked, {"ids": ids})
+            head_cur.execute(d.head)
         found = cur.fetchall()
-    finally:
+        head = head_cur.fetchone()
         cur.close()
+        head_cur.close()
+        if head is not None:
+            state["head"] = (head[0], head[1])
+    else:
+        found = read_sql(conn, d.select_cases_locked, {"ids": json.dumps(ids)})
     cases = state.setdefault("cases", {})
     for row in found:
         case = d.decode_case(row)
@@ -145,13 +193,22 @@ def load_case(conn: Connection, case_id: int) -> dict | None:
     if kept is not None and case_id in kept:
         return dict(kept[case_id])
     d = dialect(conn)
-    cur = cursor(conn)
-    try:
-        cur.execute(d.select_case_locked, {"id": case_id})
-        row = cur.fetchone()
-    finally:
-        cur.close()
+    row = read_sql(conn, d.select_case_locked, {"id": case_id}, one=True)
     return None if row is None else d.decode_case(row)
+
+
+def next_counter(conn: Connection, key: str) -> int:
+    """The next value of a named counter, atomically (one statement on both databases)."""
+    return read_sql(conn, dialect(conn).counter_next, {"key": key}, one=True)[0]
+
+
+def insert_case(conn: Connection, values: dict) -> int:
+    """INSERT a new case with `values` (every column it sets, not `id`); its id."""
+    if not _CASE_COLUMN_SET.issuperset(values):
+        raise KeyError(f"not case columns: {sorted(set(values) - _CASE_COLUMN_SET)}")
+    d = dialect(conn)
+    names = tuple(sorted(values))
+    return read_sql(conn, d.case_insert(names), {n: d.encode(n, values[n]) for n in names}, one=True)[0]
 
 
 def update_case(conn: Connection, case_id: int, changes: dict) -> None:
@@ -161,32 +218,19 @@ def update_case(conn: Connection, case_id: int, changes: dict) -> None:
     names = tuple(sorted(changes))
     params = {n: d.encode(n, changes[n]) for n in names}
     params["_id"] = case_id
-    cur = cursor(conn)
-    try:
-        cur.execute(d.case_update(names), params)
-    finally:
-        cur.close()
+    write_sql(conn, d.case_update(names), params)
     kept = _batch_cases(conn)
     if kept is not None and case_id in kept:
         kept[case_id].update(changes)
 
 
 def lock_head(conn: Connection) -> tuple[int, str] | None:
-    cur = cursor(conn)
-    try:
-        cur.execute(dialect(conn).head)
-        row = cur.fetchone()
-    finally:
-        cur.close()
+    row = read_sql(conn, dialect(conn).head, one=True)
     return None if row is None else (row[0], row[1])
 
 
 def write_head(conn: Connection, event_id: int, digest: str) -> None:
-    cur = cursor(conn)
-    try:
-        cur.execute(dialect(conn).head_update, {"event_id": event_id, "hash": digest})
-    finally:
-        cur.close()
+    write_sql(conn, dialect(conn).head_update, {"event_id": event_id, "hash": digest})
 
 
 def insert_event(conn: Connection, values: dict) -> None:
@@ -195,8 +239,4 @@ def insert_event(conn: Connection, values: dict) -> None:
     if not d.postgres:
         params["created_at"] = _sqlite_time(params["created_at"])
         params["published_at"] = _sqlite_time(params["published_at"])
-    cur = cursor(conn)
-    try:
-        cur.execute(d.event_insert, params)
-    finally:
-        cur.close()
+    write_sql(conn, d.event_insert, params)

@@ -203,3 +203,59 @@ def test_a_connection_dropped_again_on_the_retry_fails_the_write_with_the_databa
         assert gc.run(lambda conn: conn.execute(text("SELECT 2")).scalar_one()) == 2  # no key: no prefetch
     finally:
         gc.close()
+
+
+def test_a_queued_write_that_fails_at_the_commit_fails_alone(store):
+    """On PostgreSQL result-less writes go to the server with the COMMIT; when one of them is refused there,
+    only its writer gets the error and the others' writes are committed (on SQLite each write runs at once)."""
+    from backend.store import rows
+    from backend.store.groupcommit import tx_state
+
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE gc_probe4 (id INTEGER PRIMARY KEY)"))
+    gc = GroupCommit(store.engine)
+    insert = "INSERT INTO gc_probe4 (id) VALUES (%(i)s)" if gc.pipeline else "INSERT INTO gc_probe4 (id) VALUES (:i)"
+    queued: list[int] = []
+    try:
+        def write(conn, i: int):
+            rows.write_sql(conn, insert, {"i": 1 if i == 3 else i})  # write 3: a duplicate key
+            queued.append(len(tx_state(conn).get("_deferred", [])))
+            return i
+
+        results = _writers_behind_a_busy_leader(gc, 6, write, Exception)
+    finally:
+        gc.close()
+    assert isinstance(results[3], Exception)
+    assert "duplicate" in str(results[3]).lower() or "unique" in str(results[3]).lower()
+    assert [results[i] for i in (0, 1, 2, 4, 5)] == [0, 1, 2, 4, 5]
+    with store.engine.connect() as conn:
+        assert sorted(conn.execute(text("SELECT id FROM gc_probe4")).scalars()) == [0, 1, 2, 4, 5]
+    assert (max(queued) > 1) == gc.pipeline  # PostgreSQL: the batch's inserts were queued, not sent one by one
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE gc_probe4"))
+
+
+def test_a_read_sees_the_writes_queued_before_it(store):
+    """A read on the driver and a statement through SQLAlchemy both run after the queued writes before them."""
+    from backend.store import rows
+
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE gc_probe5 (id INTEGER PRIMARY KEY, v INTEGER)"))
+        conn.execute(text("INSERT INTO gc_probe5 (id, v) VALUES (1, 0)"))
+    gc = GroupCommit(store.engine)
+    p = "%(v)s" if gc.pipeline else ":v"
+    try:
+        def write(conn):
+            rows.write_sql(conn, f"UPDATE gc_probe5 SET v = {p} WHERE id = 1", {"v": 7})
+            on_driver = rows.read_sql(conn, "SELECT v FROM gc_probe5 WHERE id = 1", one=True)[0]
+            rows.write_sql(conn, f"UPDATE gc_probe5 SET v = {p} WHERE id = 1", {"v": 8})
+            through_sqlalchemy = conn.execute(text("SELECT v FROM gc_probe5 WHERE id = 1")).scalar_one()
+            rows.write_sql(conn, f"UPDATE gc_probe5 SET v = {p} WHERE id = 1", {"v": 9})
+            return on_driver, through_sqlalchemy
+
+        assert gc.run(write) == (7, 8)
+    finally:
+        gc.close()
+    with store.engine.begin() as conn:
+        assert conn.execute(text("SELECT v FROM gc_probe5 WHERE id = 1")).scalar_one() == 9  # sent with the commit
+        conn.execute(text("DROP TABLE gc_probe5"))
