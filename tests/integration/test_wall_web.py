@@ -161,3 +161,27 @@ def test_socket_hello_replays_the_events_after_the_screens_state(app, sqlite_sto
 def test_console_socket_needs_a_session(app):
     client = realtime.socketio.test_client(app, auth={"kind": "console"})
     assert not client.is_connected()
+
+
+def test_json_answers_stay_compact_utf8_and_encode_what_orjson_refuses(app):
+    """The API's JSON is encoded with orjson, byte for byte what Flask's encoder gave: compact, Chinese as
+    UTF-8, integer keys as strings, dates as HTTP dates, and integers beyond 64 bits through the fallback."""
+    from datetime import datetime, timezone
+
+    from flask import jsonify
+
+    with app.test_request_context():
+        fast = jsonify({"name": "供水部门", "by_id": {1: "a"}, "ok": True, "x": 1.5, "none": None})
+        slow = jsonify({"n": 2 ** 70, "at": datetime(2026, 11, 26, 8, 30, tzinfo=timezone.utc)})
+    assert fast.get_data(as_text=True) == '{"name":"供水部门","by_id":{"1":"a"},"ok":true,"x":1.5,"none":null}\n'
+    assert slow.get_data(as_text=True) == '{"n":1180591620717411303424,"at":"Thu, 26 Nov 2026 08:30:00 GMT"}\n'
+    assert fast.mimetype == "application/json"
+
+
+def test_an_api_call_without_cookies_gets_none_and_a_console_session_still_works(app):
+    c = app.test_client()
+    resp = c.get("/api/v1/health")
+    assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
+    resp, _ = login(c, "leader")
+    assert resp.status_code == 302
+    assert c.get("/console/").status_code == 200  # the session cookie carried the login
