@@ -98,11 +98,6 @@ def append_event(conn: Connection, *, case_id: int | None, type_: str, action: s
     return event_id
 
 
-def next_counter(conn: Connection, key: str) -> int:
-    """The next value of a named counter, atomically (案卷号流水)."""
-    return rows.next_counter(conn, key)
-
-
 # --- deadlines -------------------------------------------------------------------------------------
 
 def _stage_fields(ctx: Context, cls: CaseClass, stage: str | None, at: datetime) -> dict:
@@ -272,9 +267,9 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
 
     def write(conn: Connection) -> dict:
         _lock_head(conn)  # serialise writers before the counter (one order for ids, numbers and chain)
-        seq = next_counter(conn, prefix_for(cls.key, local_date))
+        seq, case_id = rows.reserve_case(conn, prefix_for(cls.key, local_date))
         number = format_case_number(cls.key, local_date, seq)
-        case_id = rows.insert_case(conn, values | {"case_number": number})
+        case_id = rows.insert_case(conn, values | {"case_number": number, "id": case_id})
         row = {c.name: None for c in CASES.columns} | values | {"case_number": number, "id": case_id}
         append_event(conn, case_id=case_id, type_="case.created", action="create", actor=actor,
                      from_status=None, to_status=status,

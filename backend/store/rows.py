@@ -62,6 +62,11 @@ class Dialect:
                               f"({', '.join(':' + c for c in EVENT_COLUMNS)})")
         self.counter_next = p("INSERT INTO counters (key, value) VALUES (:key, 1) "
                               "ON CONFLICT (key) DO UPDATE SET value = counters.value + 1 RETURNING value")
+        # PostgreSQL: the counter's next value and a new case id from its sequence in one round trip (the
+        # case's INSERT then needs no answer and goes with the commit)
+        self.counter_next_and_case_id = (
+            f"WITH c AS ({self.counter_next}) SELECT c.value, nextval(pg_get_serial_sequence('cases', 'id')) FROM c"
+            if postgres else None)
         self._wrap = p
         self._updates: dict[tuple[str, ...], str] = {}
         self._inserts: dict[tuple[str, ...], str] = {}
@@ -105,11 +110,13 @@ class Dialect:
 
 
     def case_insert(self, names: tuple[str, ...]) -> str:
-        """The INSERT of a new case with these columns, answering its id (built once per set of columns)."""
+        """The INSERT of a new case with these columns, answering its id unless it is given (built once per set
+        of columns)."""
         sql = self._inserts.get(names)
         if sql is None:
-            sql = self._inserts[names] = self._wrap(
-                f"INSERT INTO cases ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) RETURNING id")
+            sql = self._wrap(f"INSERT INTO cases ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
+                             + ("" if "id" in names else " RETURNING id"))
+            self._inserts[names] = sql
         return sql
 
 
@@ -198,17 +205,34 @@ def load_case(conn: Connection, case_id: int) -> dict | None:
 
 
 def next_counter(conn: Connection, key: str) -> int:
-    """The next value of a named counter, atomically (one statement on both databases)."""
+    """The next value of a named counter, atomically (案卷号流水; one statement on both databases)."""
     return read_sql(conn, dialect(conn).counter_next, {"key": key}, one=True)[0]
 
 
+def reserve_case(conn: Connection, counter_key: str) -> tuple[int, int | None]:
+    """The next value of the counter `counter_key` and, on PostgreSQL, the id of the case about to be inserted
+    (drawn from its sequence in the same round trip). On SQLite the id is None: the INSERT answers it."""
+    d = dialect(conn)
+    if d.counter_next_and_case_id is None:
+        return next_counter(conn, counter_key), None
+    value, case_id = read_sql(conn, d.counter_next_and_case_id, {"key": counter_key}, one=True)
+    return value, case_id
+
+
 def insert_case(conn: Connection, values: dict) -> int:
-    """INSERT a new case with `values` (every column it sets, not `id`); its id."""
+    """INSERT a new case with `values` (every column it sets; `id` if reserve_case drew one); its id. With its
+    id given, the INSERT is a write nobody waits for (queued for the commit in a PostgreSQL group commit)."""
     if not _CASE_COLUMN_SET.issuperset(values):
         raise KeyError(f"not case columns: {sorted(set(values) - _CASE_COLUMN_SET)}")
     d = dialect(conn)
     names = tuple(sorted(values))
-    return read_sql(conn, d.case_insert(names), {n: d.encode(n, values[n]) for n in names}, one=True)[0]
+    params = {n: d.encode(n, values[n]) for n in names}
+    if values.get("id") is not None:
+        write_sql(conn, d.case_insert(names), params)
+        return values["id"]
+    params.pop("id", None)
+    names = tuple(n for n in names if n != "id")
+    return read_sql(conn, d.case_insert(names), params, one=True)[0]
 
 
 def update_case(conn: Connection, case_id: int, changes: dict) -> None:
