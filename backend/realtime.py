@@ -56,7 +56,7 @@ GPS_ALARMS_CHANNEL = "citywall:gps:alarms"
 REPLAY_LIMIT = 5000
 WALL_ROOM = "wall"
 
-socketio = SocketIO(async_mode=ASYNC_MODE, cors_allowed_origins=None, ping_interval=10, ping_timeout=10,
+socketio = SocketIO(async_mode=ASYNC_MODE, cors_allowed_origins=None, ping_interval=25, ping_timeout=20,
                     logger=False, engineio_logger=False)
 
 
