@@ -40,19 +40,20 @@ def _has_module(name: str) -> bool:
 
 
 def web_args(database_url: str | None = None) -> list[str]:
-    """gunicorn settings of the web process. Screens hold a websocket each (one thread); every web worker
-    reads the event stream for its own screens, so workers need no sticky sessions (websocket transport),
-    and the wall's panels are computed by one of them for all (backend.realtime, Bridge.panels).
+    """gunicorn settings of the web process: gthread workers (backend.webworker: a busy keep-alive connection
+    stays with its thread). Screens hold a websocket each (one thread); every web worker reads the event stream
+    for its own screens, so workers need no sticky sessions (websocket transport), and the wall's panels are
+    computed by one of them for all (backend.realtime, Bridge.panels).
 
-    On PostgreSQL two worker processes, one per core. On the embedded SQLite one: two take ~50% more API
-    writes (808 against 531 actions/s here, both queueing on the write lock's file), but each reads the
-    stream and pushes to its own screens, which cost 50 screens +12% of the web process's CPU against +6%
-    with one (bench/README.md); CITYWALL_WEB_WORKERS=2 chooses the API."""
+    On PostgreSQL two worker processes, one per core. On the embedded SQLite one: two take ~30% more API
+    writes (both queueing on the write lock's file), but each reads the stream and pushes to its own screens,
+    which costs the walls more CPU per screen than one worker (bench/README.md); CITYWALL_WEB_WORKERS=2
+    chooses the API."""
     postgres = (database_url or cw_config.load().effective_database_url).startswith("postgres")
     workers = os.environ.get("CITYWALL_WEB_WORKERS", "2" if postgres else "1")
     threads = os.environ.get("CITYWALL_WEB_THREADS", "64" if postgres else "128")
-    return ["--worker-class", "gthread", "--workers", workers, "--threads", threads, "--timeout", "120",
-            "--graceful-timeout", "5"]
+    return ["--worker-class", "backend.webworker.Worker", "--workers", workers, "--threads", threads,
+            "--timeout", "120", "--graceful-timeout", "5"]
 
 
 def children(cfg: cw_config.Config) -> list[Child]:

@@ -1,6 +1,6 @@
-"""A real web process for the wall's browser tests: gunicorn (gthread) on a free port, a fresh data dir
-with the small test city, the real Redis (db 5), and a headless Chromium that records console errors
-and failed requests."""
+"""A real web process for the wall's browser tests: gunicorn (our gthread worker, as `make run` starts it) on a
+free port, a fresh data dir with the small test city, the real Redis (db 5), and a headless Chromium that
+records console errors and failed requests."""
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +50,8 @@ class WallServer:
 
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "64",
-             "--bind", f"127.0.0.1:{self.port}", "--timeout", "60", "--graceful-timeout", "2",
+            [sys.executable, "-m", "gunicorn", "--worker-class", "backend.webworker.Worker", "--workers", "1",
+             "--threads", "64", "--bind", f"127.0.0.1:{self.port}", "--timeout", "60", "--graceful-timeout", "2",
              "--log-level", "warning", "backend.wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log, start_new_session=True)
         deadline = time.monotonic() + timeout
