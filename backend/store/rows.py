@@ -165,8 +165,8 @@ def _batch_cases(conn: Connection) -> dict | None:
 def prefetch_cases(conn: Connection, case_ids: list) -> None:
     """The cases a group-commit batch is about, read and locked in one statement and kept for the batch's
     writes (`load_case` hands out copies, `update_case` keeps them current for the next write of the batch).
-    On PostgreSQL the chain head (the batch's writes all append events) is read and locked in the same round
-    trip, and kept as the batch's "head"."""
+    On PostgreSQL the chain head (the batch's writes all append events) is read and locked first, in the same
+    round trip, and kept as the batch's "head": a writer waiting for another's commit holds no case meanwhile."""
     state = tx_state(conn)
     # only plain row ids: anything else is left to that write's own read, where it fails alone
     ids = sorted({i for i in case_ids if type(i) is int and 0 < i < 2 ** 63})
@@ -176,10 +176,10 @@ def prefetch_cases(conn: Connection, case_ids: list) -> None:
     flush(conn)
     if d.postgres:
         driver = conn.connection.dbapi_connection
-        with driver.pipeline():
+        with driver.pipeline():  # the head first: every writer locks the head, then its cases
             cur, head_cur = driver.cursor(), driver.cursor()
-            cur.execute(d.select_cases_locked, {"ids": ids})
             head_cur.execute(d.head)
+            cur.execute(d.select_cases_locked, {"ids": ids})
         found = cur.fetchall()
         head = head_cur.fetchone()
         cur.close()

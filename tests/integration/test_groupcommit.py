@@ -259,3 +259,37 @@ def test_a_read_sees_the_writes_queued_before_it(store):
     with store.engine.begin() as conn:
         assert conn.execute(text("SELECT v FROM gc_probe5 WHERE id = 1")).scalar_one() == 9  # sent with the commit
         conn.execute(text("DROP TABLE gc_probe5"))
+
+
+def test_a_batch_waiting_for_the_chain_head_holds_no_case_meanwhile(store):
+    """PostgreSQL: a batch takes the chain head before its cases, so while it waits for another writer that holds
+    the head, that writer can still lock any case (before, the waiting batch held its cases: a deadlock)."""
+    if store.engine.dialect.name != "postgresql":
+        return
+    from backend.store import rows
+    from tests.conftest import new_case
+
+    case_id = new_case()["id"]
+    gc = GroupCommit(store.engine, prefetch=rows.prefetch_cases)
+    other = store.engine.connect()
+    try:
+        other.execute(text("SET lock_timeout = '2s'"))
+        other.execute(text("SELECT last_event_id FROM audit_head WHERE id = 1 FOR UPDATE"))  # holds the head
+        done = threading.Event()
+
+        def write():
+            gc.run(lambda conn: rows.load_case(conn, case_id)["id"], key=case_id)
+            done.set()
+
+        t = threading.Thread(target=write)
+        t.start()
+        time.sleep(0.5)  # the batch is waiting for the head now
+        assert not done.is_set()
+        locked = other.execute(text("SELECT id FROM cases WHERE id = :i FOR UPDATE"), {"i": case_id}).scalar_one()
+        assert locked == case_id  # not refused by the lock timeout: the waiting batch holds no case
+        other.commit()
+        t.join(10)
+        assert done.is_set()  # and the batch went through once the head was free
+    finally:
+        other.close()
+        gc.close()
