@@ -143,9 +143,11 @@ def write_sql(conn: Connection, sql: str, params: Any) -> None:
         cur.close()
 
 
-def read_sql(conn: Connection, sql: str, params: Any = None, one: bool = False) -> Any:
-    """A read, after the writes queued before it (it sees them)."""
-    flush(conn)
+def read_sql(conn: Connection, sql: str, params: Any = None, one: bool = False, after_queued: bool = True) -> Any:
+    """A read, after the writes queued before it (it sees them). `after_queued=False`: a statement that touches
+    nothing a queued write does (the counters), so it need not wait for them (one round trip less)."""
+    if after_queued:
+        flush(conn)
     cur = cursor(conn)
     try:
         if params is None:
@@ -215,7 +217,8 @@ def reserve_case(conn: Connection, counter_key: str) -> tuple[int, int | None]:
     d = dialect(conn)
     if d.counter_next_and_case_id is None:
         return next_counter(conn, counter_key), None
-    value, case_id = read_sql(conn, d.counter_next_and_case_id, {"key": counter_key}, one=True)
+    # counters and the sequence are never among the queued writes: the queue may wait for the commit
+    value, case_id = read_sql(conn, d.counter_next_and_case_id, {"key": counter_key}, one=True, after_queued=False)
     return value, case_id
 
 
