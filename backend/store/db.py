@@ -62,7 +62,16 @@ def make_engine(url: str, pool_size: int = 10, busy_timeout: float = 30.0) -> En
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _utc_session(dbapi_conn, _record):  # pragma: no cover - trivial
+        # The case tables' timestamp columns hold naive UTC, and the server converts the aware times we send
+        # into the session's time zone: a server (or PGTZ) set to Asia/Shanghai would store them 8 hours off.
+        dbapi_conn.execute("SET TIME ZONE 'UTC'")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def reader(engine: Engine) -> Engine:
