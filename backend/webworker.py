@@ -23,6 +23,9 @@ LINGER = 0.1  # seconds a thread waits for the next request on its connection be
 
 def next_request_within(sock, timeout: float) -> bool:
     """True if the socket becomes readable (a request, or the client closing) within `timeout` seconds."""
+    pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted are not seen by poll()
+    if pending is not None and pending():
+        return True
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLPRI)
     try:
