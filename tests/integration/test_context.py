@@ -22,8 +22,10 @@ def test_installing_a_context_wins_over_a_default_being_built(sqlite_store, monk
     monkeypatch.setattr(context, "_current", None)
     monkeypatch.setattr(context, "_released", False)
     default = object()
+    building = threading.Event()
 
     def slow_default(_cfg):
+        building.set()
         time.sleep(0.3)
         return default
 
@@ -31,7 +33,7 @@ def test_installing_a_context_wins_over_a_default_being_built(sqlite_store, monk
     seen: list = []
     late = threading.Thread(target=lambda: seen.append(current()))
     late.start()
-    time.sleep(0.05)  # the late thread is building the default now
+    assert building.wait(10)  # the late thread is building the default now
     use(sqlite_store)
     late.join()
     assert seen == [default]
