@@ -137,9 +137,14 @@ def test_three_participants_share_one_composed_picture(service, browser):
         gone = next(t for t in tiles if t["pid"] == "p3")
         assert "p3" not in [t["pid"] for t in state2["tiles"]]
         assert [(t["w"], t["h"]) for t in state2["tiles"]] == [(960, 540), (320, 180)]
-        time.sleep(1.0)
+        # the departed participant's region of the composed picture goes dark (within the time the compositor,
+        # the encoder and the receiver's jitter buffer take: ~1 s on a quiet machine, more under CI load)
+        deadline = time.monotonic() + 10
         vacated = pages[0].evaluate(TILE_SAMPLE, [gone])[0]
-        assert vacated["std"] < 3, f"the departed participant's tile still shows video: {vacated}"
+        while vacated["std"] >= 3 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            vacated = pages[0].evaluate(TILE_SAMPLE, [gone])[0]
+        assert vacated["std"] < 3, f"the departed participant's tile still shows video after 10 s: {vacated}"
         pages[0].screenshot(path=str(ARTIFACTS / "conference_after_leave.png"))
 
         status, body = post(f"{service.base}{room_path}/control", {"action": "layout", "layout": "grid"},
