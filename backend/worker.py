@@ -87,7 +87,8 @@ def run(stop: threading.Event, tick: float = 1.0) -> None:
             duty_tick(datetime.now(timezone.utc))
             last_duty = time.monotonic()
         try:
-            ctx.outbox.flush()  # the retry of what the processes' own relays could not send
+            if ctx.config.outbox_relay != "worker":  # otherwise the relay thread started above watches it
+                ctx.outbox.flush()  # the retry of what the processes' own relays could not send
             if time.monotonic() - last_sla >= 2.0:
                 now = datetime.now(timezone.utc)
                 marked = cases.sla_tick(now)

@@ -127,12 +127,7 @@ class Outbox:
         """The oldest unpublished event rows, read on the driver's cursor (a flush runs many times a second)."""
         with self.ctx.reader.connect() as conn:
             d = rows.dialect(conn)
-            cur = rows.cursor(conn)
-            try:
-                cur.execute(_SQL[d.postgres]["unpublished"], {"n": self.batch})
-                found = cur.fetchall()
-            finally:
-                cur.close()
+            found = rows.read_sql(conn, _SQL[d.postgres]["unpublished"], {"n": self.batch})
         return [_EventRow(*row[:-1], d.read_time(row[-1])) for row in found]
 
     def pending(self) -> int:

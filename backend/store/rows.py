@@ -108,7 +108,6 @@ class Dialect:
             sql = self._updates[names] = self._wrap(f"UPDATE cases SET {sets} WHERE id = :_id")
         return sql
 
-
     def case_insert(self, names: tuple[str, ...]) -> str:
         """The INSERT of a new case with these columns, answering its id unless it is given (built once per set
         of columns)."""
@@ -228,13 +227,12 @@ def insert_case(conn: Connection, values: dict) -> int:
     if not _CASE_COLUMN_SET.issuperset(values):
         raise KeyError(f"not case columns: {sorted(set(values) - _CASE_COLUMN_SET)}")
     d = dialect(conn)
-    names = tuple(sorted(values))
+    case_id = values.get("id")
+    names = tuple(sorted(n for n in values if n != "id" or case_id is not None))
     params = {n: d.encode(n, values[n]) for n in names}
-    if values.get("id") is not None:
+    if case_id is not None:
         write_sql(conn, d.case_insert(names), params)
-        return values["id"]
-    params.pop("id", None)
-    names = tuple(n for n in names if n != "id")
+        return case_id
     return read_sql(conn, d.case_insert(names), params, one=True)[0]
 
 
