@@ -265,9 +265,11 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
     }
     values.update(_stage_fields(ctx, cls, lifecycle.STAGE_OF_STATUS.get(status), at))
 
+    counter_key = prefix_for(cls.key, local_date)
+
     def write(conn: Connection) -> dict:
         _lock_head(conn)  # serialise writers before the counter (one order for ids, numbers and chain)
-        seq, case_id = rows.reserve_case(conn, prefix_for(cls.key, local_date))
+        seq, case_id = rows.reserve_case(conn, counter_key)
         number = format_case_number(cls.key, local_date, seq)
         case_id = rows.insert_case(conn, values | {"case_number": number, "id": case_id})
         row = {c.name: None for c in CASES.columns} | values | {"case_number": number, "id": case_id}
@@ -278,7 +280,7 @@ def create(data: Any, actor: Actor, at: datetime | None = None) -> dict:
                            "case": snapshot(ctx, row)}, at=at)
         return row
 
-    row = ctx.writes.run(write)
+    row = ctx.writes.run(write, key=rows.case_number_key(counter_key))
     ctx.outbox.kick()
     return to_dict(ctx, row)
 

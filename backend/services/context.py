@@ -77,7 +77,7 @@ class Context:
         if database and database != ":memory:":
             lock_file = Path(database + ".writelock")  # the writers of every process on this file queue on it
         return GroupCommit(self.engine, clean_errors=(ServiceError,), lock_file=lock_file,
-                           prefetch=rows.prefetch_cases)
+                           prefetch=rows.prefetch_cases, opening=rows.case_opening)
 
     @cached_property
     def outbox(self):

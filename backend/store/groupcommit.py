@@ -12,9 +12,9 @@ are then run again without the failed one, so nobody else pays for it.
 
 Per transaction, `tx_state(conn)` is a dict the writes may share (the chain head is kept there and
 written once per batch); `on_commit(conn, key, fn)` registers a function to run just before commit.
-A write may name the row it is about (`run(fn, key=…)`); the leader hands the keys of the whole batch
-to `prefetch(conn, keys)` first, so the rows are read (and locked) in one statement instead of one round
-trip per write.
+A write may name what it will read (`run(fn, key=…)`: the case it is about, or the counter it draws a case
+number from); the leader hands the keys of the whole batch to `prefetch(conn, keys)` first, so the rows are
+read (and locked) in one go instead of one round trip per write.
 
 The leaders of a process take turns on one held connection and begin and commit on the driver
 itself: a pool checkout (with PostgreSQL's liveness ping) and SQLAlchemy's transaction bookkeeping
@@ -23,11 +23,14 @@ again (nothing of it was committed).
 
 On PostgreSQL every statement is a round trip to the server, and the leader would spend most of a batch
 waiting for them. There the writes nobody reads a result of (`defer(conn, sql, params)`: a case's UPDATE,
-an event's INSERT, the chain head) are queued and sent together with the COMMIT in one pipeline (psycopg's
-pipeline mode), so a batch of n actions costs two round trips instead of 2n + 5. Anything that reads
-first sends what is queued (`flush(conn)`, and before every statement SQLAlchemy runs on the connection),
-so every statement still sees the ones before it. When a queued write fails, the server names no writer:
-the batch is run again without queueing, where the failing write is found and fails alone.
+an event's INSERT, the chain head) are queued, and sent with whatever next needs an answer: the batch's
+reads (`query(conn, statements)`: the chain head and the cases, locked) or its COMMIT, in one round trip
+(`backend.store.pgpipe`, libpq's pipeline mode). The BEGIN is queued too, so a batch of n actions costs
+two round trips instead of 2n + 5. And while writes keep coming, one: the COMMIT's round trip also begins
+the transaction of the writes that queued meanwhile and does their reads (`opening`), and the first of
+them leads that batch. Before every statement SQLAlchemy runs on the connection the queue is sent
+(`flush`), so every statement still sees the ones before it. When a queued write fails, the server names
+no writer: the batch is run again without queueing, where the failing write is found and fails alone.
 
 Within a process this also replaces SQLite's sleeping busy-wait on the write lock with a queue. Between
 processes on one SQLite file, `lock_file` does the same: the leaders of the processes take an exclusive
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 from pathlib import Path
@@ -46,6 +50,10 @@ from typing import Any, Callable
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+
+from backend.store import pgpipe
+
+log = logging.getLogger(__name__)
 
 _STATE = "citywall_tx"
 _DEFERRED = "_deferred"
@@ -83,19 +91,50 @@ def flush(conn: Connection) -> None:
             _send(conn.connection.dbapi_connection, queued)
 
 
-def _send(driver: Any, queued: list, commit: bool = False) -> None:
-    """The queued writes (and the COMMIT) in one pipeline: one round trip. Raises _DeferredFailed."""
+def queued(conn: Connection) -> bool:
+    """True in a PostgreSQL group commit that queues its writes (reads go through `query`)."""
+    state = conn.info.get(_STATE)
+    return state is not None and _DEFERRED in state
+
+
+def query(conn: Connection, statements: list[tuple[str, Any]]) -> list[list[tuple] | None]:
+    """Run `statements` after the queued writes, in the same round trip (only where `queued(conn)`); the rows
+    of each. A queued write that fails raises _DeferredFailed; a failing statement of these, the driver's error."""
+    waiting = conn.info[_STATE][_DEFERRED]
+    items = waiting + list(statements)
+    sent = len(waiting)
+    waiting.clear()
+    try:
+        out = pgpipe.round_trip(conn.connection.dbapi_connection, items)
+    except pgpipe.StatementFailed as exc:
+        if exc.index < sent or exc.stale:
+            raise _DeferredFailed() from exc.__cause__  # (the statements were deallocated: run the batch again)
+        raise (exc.__cause__ or exc) from None
+    except Exception as exc:  # the connection failed
+        raise _DeferredFailed() from exc
+    return out[sent:]
+
+
+def _send(driver: Any, queued: list, commit: bool = False, then: list | None = None) -> list:
+    """The queued writes (and the COMMIT) in one round trip. Raises _DeferredFailed. `then`: statements sent
+    after the COMMIT in the same round trip (the next transaction's opening); their rows, or _OpeningFailed
+    (the COMMIT went through) when one of them fails."""
     items = queued[:]
     queued.clear()
+    if commit:
+        items.append(("COMMIT", None))
+    done = len(items)
+    if then:
+        items += then
     try:
-        with driver.pipeline():
-            cur = driver.cursor()
-            for sql, params in items:
-                cur.execute(sql, params)
-            if commit:
-                driver.commit()
+        out = pgpipe.round_trip(driver, items)
+    except pgpipe.StatementFailed as exc:
+        if exc.index >= done:
+            raise _OpeningFailed() from exc.__cause__
+        raise _DeferredFailed() from (exc.__cause__ or exc)
     except Exception as exc:
         raise _DeferredFailed() from exc
+    return out[done:]
 
 
 def _flush_before_statement(conn, cursor, statement, parameters, context, executemany) -> None:
@@ -126,9 +165,12 @@ class _Request:
 class GroupCommit:
     def __init__(self, engine: Engine, max_batch: int = 64, clean_errors: tuple[type[BaseException], ...] = (),
                  lock_file: Path | None = None,
-                 prefetch: Callable[[Connection, list], None] | None = None):
+                 prefetch: Callable[[Connection, list], None] | None = None,
+                 opening: Callable[[list], tuple[list, Callable[[dict, list], None]] | None] | None = None):
         self.engine = engine
         self.prefetch = prefetch
+        self.opening = opening
+        self._opened: _Opened | None = None
         self.lock_file = lock_file
         self._lock_fd: int | None = None
         self.max_batch = max_batch
@@ -143,6 +185,7 @@ class GroupCommit:
             event.listen(engine, "before_cursor_execute", _flush_before_statement)
         self.batches = 0
         self.writes = 0
+        self.openings = 0  # batches whose transaction the commit before them opened
 
     def run(self, fn: Callable[[Connection], Any], key: Any = None) -> Any:
         """Run `fn(conn)` inside a write transaction; return its result once committed, or raise its error.
@@ -158,12 +201,18 @@ class GroupCommit:
                 return self._outcome(req)
         while not req.done:
             with self._lock:
-                batch = self._queue[:self.max_batch]
-                del self._queue[:len(batch)]
-            self._execute(batch, req)
+                opened, self._opened = self._opened, None
+                if opened is not None:
+                    batch = opened.batch
+                else:
+                    batch = self._queue[:self.max_batch]
+                    del self._queue[:len(batch)]
+            self._execute(batch, req, opened)
         with self._lock:
-            if self._queue:  # hand the lead to the oldest waiting writer
-                nxt = self._queue[0]
+            # hand the lead to the batch whose transaction the last commit opened, else to the oldest waiting writer
+            waiting = self._opened.batch if self._opened is not None else self._queue
+            if waiting:
+                nxt = waiting[0]
                 nxt.lead = True
                 nxt.event.set()
             else:
@@ -176,12 +225,13 @@ class GroupCommit:
             raise req.error
         return req.result
 
-    def _execute(self, batch: list[_Request], own: _Request) -> None:
+    def _execute(self, batch: list[_Request], own: _Request, opened: _Opened | None = None) -> None:
         pending = list(batch)
         while pending:
-            failed = self._transaction(pending)
+            failed = self._transaction(pending, opened)
             if failed is None:
                 break
+            opened = None  # (the failed attempt rolled the opened transaction back)
             pending = [r for r in pending if r is not failed and r.error is None]
         self.batches += 1
         self.writes += len(batch)
@@ -237,18 +287,71 @@ class GroupCommit:
                 pass
         return dropped
 
-    def _transaction(self, batch: list[_Request]) -> _Request | None:
-        """Run the batch in one transaction. Returns the request that aborted it, if one did."""
+    def _commit_and_open(self, conn: Connection, driver: Any, state: dict) -> None:
+        """Commit the batch (its queued writes and the COMMIT: one round trip). When case writes are waiting,
+        the same round trip begins their transaction and does its reads (`opening`: the chain head and their
+        cases, locked), so their batch starts with one round trip less. Their leader (the first of them) then
+        finds it in `_opened`. If the opening fails after the COMMIT went through, they simply wait for a
+        batch of their own."""
+        nxt: list[_Request] = []
+        reads = None
+        if self.opening is not None and not conn.in_transaction():  # (a SQLAlchemy statement would roll it back)
+            with self._lock:
+                nxt = self._queue[:self.max_batch]
+                keys = [r.key for r in nxt if r.key is not None]
+                reads = self.opening(keys) if keys else None
+                if reads is None:
+                    nxt = []
+                else:
+                    del self._queue[:len(nxt)]
+        if reads is None:
+            _send(driver, state[_DEFERRED], commit=True)
+            return
+        statements, keep = reads
+        try:
+            found = _send(driver, state[_DEFERRED], commit=True, then=[("BEGIN", None)] + statements)
+        except _OpeningFailed:
+            found = None
+        except BaseException:
+            self._put_back(nxt)
+            raise
+        opened: dict = {_DEFERRED: []}
+        try:
+            if found is not None:
+                keep(opened, found[1:])
+        except Exception:
+            log.exception("group commit: keeping the next batch's reads failed; it reads them again")
+            found = None
+        if found is None:  # this batch is committed; the next one begins on its own
+            try:
+                driver.rollback()
+            except Exception:
+                pass
+            self._put_back(nxt)
+            return
+        with self._lock:
+            self._opened = _Opened(nxt, opened, conn)
+        self.openings += 1
+
+    def _put_back(self, batch: list[_Request]) -> None:
+        with self._lock:
+            self._queue[:0] = batch
+
+    def _transaction(self, batch: list[_Request], opened: _Opened | None = None) -> _Request | None:
+        """Run the batch in one transaction (the one `opened` began, if given). Returns the request that aborted
+        it, if one did."""
         may_retry, queue = True, self.pipeline
         while True:
             try:
-                return self._attempt(batch, may_retry, queue)
+                return self._attempt(batch, may_retry, queue, opened)
             except _Dropped:  # once: a second dropped connection fails the batch like any other error
                 may_retry = False
             except _Unqueued:  # a queued write failed: again, each statement sent as it comes
                 queue = False
+            opened = None
 
-    def _attempt(self, batch: list[_Request], may_retry: bool, queue: bool) -> _Request | None:
+    def _attempt(self, batch: list[_Request], may_retry: bool, queue: bool,
+                 opened: _Opened | None = None) -> _Request | None:
         culprit: _Request | None = None
         committing = False
         try:
@@ -256,7 +359,14 @@ class GroupCommit:
                 conn = self._connection()
                 driver = conn.connection.dbapi_connection
                 info = conn.info  # held: a connection SQLAlchemy invalidates meanwhile refuses `conn.info`
-                state: dict = {_DEFERRED: []} if queue else {}
+                if opened is not None and opened.conn is not conn:
+                    opened = None  # begun on a connection that is gone: its transaction went with it
+                if opened is not None:
+                    state = opened.state
+                elif queue:
+                    state = {_DEFERRED: [("BEGIN", None)]}  # the BEGIN goes with the first read
+                else:
+                    state = {}
                 info[_STATE] = state
                 try:
                     if self._begin:
@@ -266,7 +376,7 @@ class GroupCommit:
                         finally:
                             cur.close()
                     keys = [r.key for r in batch if r.key is not None]
-                    if keys and self.prefetch is not None:
+                    if keys and self.prefetch is not None and opened is None:
                         self.prefetch(conn, keys)
                     for r in batch:
                         r.result, r.error = None, None
@@ -280,7 +390,7 @@ class GroupCommit:
                         fn(conn)
                     committing = True
                     if queue:
-                        _send(driver, state[_DEFERRED], commit=True)
+                        self._commit_and_open(conn, driver, state)
                     else:
                         driver.commit()
                 except BaseException:
@@ -319,6 +429,14 @@ class GroupCommit:
         return None
 
 
+class _Opened:
+    """A transaction the last commit's round trip began, with its batch's reads done (see `_commit_and_open`)."""
+    __slots__ = ("batch", "state", "conn")
+
+    def __init__(self, batch: list[_Request], state: dict, conn: Connection):
+        self.batch, self.state, self.conn = batch, state, conn
+
+
 def _has_pipeline(engine: Engine) -> bool:
     """PostgreSQL through psycopg with a libpq that pipelines."""
     if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
@@ -334,6 +452,10 @@ class _DeferredFailed(Exception):
 
 class _Unqueued(Exception):
     """Run the batch again without queueing writes."""
+
+
+class _OpeningFailed(Exception):
+    """The COMMIT went through; what the same round trip sent after it, to open the next transaction, failed."""
 
 
 class _Dropped(Exception):

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from sqlalchemy.engine import Connection
 
 from backend.store import models as m
-from backend.store.groupcommit import defer, flush, tx_state
+from backend.store.groupcommit import defer, query, queued, tx_state
 
 CASE_COLUMNS: tuple[str, ...] = tuple(c.name for c in m.Case.__table__.columns)
 _CASE_COLUMN_SET = frozenset(CASE_COLUMNS)
@@ -142,11 +142,12 @@ def write_sql(conn: Connection, sql: str, params: Any) -> None:
         cur.close()
 
 
-def read_sql(conn: Connection, sql: str, params: Any = None, one: bool = False, after_queued: bool = True) -> Any:
-    """A read, after the writes queued before it (it sees them). `after_queued=False`: a statement that touches
-    nothing a queued write does (the counters), so it need not wait for them (one round trip less)."""
-    if after_queued:
-        flush(conn)
+def read_sql(conn: Connection, sql: str, params: Any = None, one: bool = False) -> Any:
+    """A read, after the writes queued before it (it sees them; in a PostgreSQL group commit they go in the
+    same round trip)."""
+    if queued(conn):
+        found = query(conn, [(sql, params)])[0] or []
+        return (found[0] if found else None) if one else found
     cur = cursor(conn)
     try:
         if params is None:
@@ -163,36 +164,82 @@ def _batch_cases(conn: Connection) -> dict | None:
     return None if state is None else state.get("cases")
 
 
-def prefetch_cases(conn: Connection, case_ids: list) -> None:
-    """The cases a group-commit batch is about, read and locked in one statement and kept for the batch's
-    writes (`load_case` hands out copies, `update_case` keeps them current for the next write of the batch).
-    On PostgreSQL the chain head (the batch's writes all append events) is read and locked first, in the same
-    round trip, and kept as the batch's "head": a writer waiting for another's commit holds no case meanwhile."""
-    state = tx_state(conn)
+def _row_ids(keys: list) -> list[int]:
     # only plain row ids: anything else is left to that write's own read, where it fails alone
-    ids = sorted({i for i in case_ids if type(i) is int and 0 < i < 2 ** 63})
-    if state is None or not ids:
-        return
-    d = dialect(conn)
-    flush(conn)
-    if d.postgres:
-        driver = conn.connection.dbapi_connection
-        with driver.pipeline():  # the head first: every writer locks the head, then its cases
-            cur, head_cur = driver.cursor(), driver.cursor()
-            head_cur.execute(d.head)
-            cur.execute(d.select_cases_locked, {"ids": ids})
-        found = cur.fetchall()
-        head = head_cur.fetchone()
-        cur.close()
-        head_cur.close()
-        if head is not None:
-            state["head"] = (head[0], head[1])
-    else:
-        found = read_sql(conn, d.select_cases_locked, {"ids": json.dumps(ids)})
+    return sorted({i for i in keys if type(i) is int and 0 < i < 2 ** 63})
+
+
+def _keep_cases(state: dict, d: Dialect, found: list) -> None:
     cases = state.setdefault("cases", {})
     for row in found:
         case = d.decode_case(row)
         cases[case["id"]] = case
+
+
+def case_number_key(counter_key: str) -> tuple[str, str]:
+    """The group-commit key of a write that will draw the next case number of `counter_key` (`reserve_case`):
+    on PostgreSQL the batch's opening draws it, with the batch's other reads."""
+    return ("case_number", counter_key)
+
+
+def _counter_keys(keys: list) -> list[str]:
+    return [k[1] for k in keys if type(k) is tuple and len(k) == 2 and k[0] == "case_number"]
+
+
+def case_opening(keys: list):
+    """The reads that open a PostgreSQL batch: the chain head, then the cases the batch is about, both locked
+    (every writer locks the head first, so a batch waiting for another's commit holds no case meanwhile), then
+    a case number and id for each new case; and the function that keeps their answers in the batch's state.
+    None when the keys name no case and no new case."""
+    ids = _row_ids(keys)
+    counters = _counter_keys(keys)
+    if not ids and not counters:
+        return None
+    d = _DIALECTS[True]
+    statements = [(d.head, None)]
+    if ids:
+        statements.append((d.select_cases_locked, {"ids": ids}))
+    statements += [(d.counter_next_and_case_id, {"key": k}) for k in counters]
+
+    def keep(state: dict, results: list) -> None:
+        head = results[0]
+        if head:
+            state["head"] = (head[0][0], head[0][1])
+        if ids:
+            _keep_cases(state, d, results[1] or [])
+        reserved = state.setdefault("reserved", {})
+        for key, found in zip(counters, results[1 + bool(ids):]):
+            reserved.setdefault(key, []).append(tuple(found[0]))
+
+    return statements, keep
+
+
+def prefetch_cases(conn: Connection, keys: list) -> None:
+    """What a group-commit batch's writes will read, read in one go: the cases it is about, read and locked in
+    one statement and kept for the batch's writes (`load_case` hands out copies, `update_case` keeps them current
+    for the next write of the batch). On PostgreSQL, in the same round trip, the chain head is read and locked
+    first and kept as the batch's "head", and new cases' numbers are drawn (`case_opening`)."""
+    state = tx_state(conn)
+    if state is None:
+        return
+    d = dialect(conn)
+    if queued(conn):
+        opening = case_opening(keys)
+        if opening is not None:
+            statements, keep = opening
+            keep(state, query(conn, statements))
+        return
+    ids = _row_ids(keys)
+    if not ids:
+        return
+    if d.postgres:
+        head = read_sql(conn, d.head, one=True)
+        if head is not None:
+            state["head"] = (head[0], head[1])
+        found = read_sql(conn, d.select_cases_locked, {"ids": ids})
+    else:
+        found = read_sql(conn, d.select_cases_locked, {"ids": json.dumps(ids)})
+    _keep_cases(state, d, found)
 
 
 def load_case(conn: Connection, case_id: int) -> dict | None:
@@ -213,11 +260,14 @@ def next_counter(conn: Connection, key: str) -> int:
 def reserve_case(conn: Connection, counter_key: str) -> tuple[int, int | None]:
     """The next value of the counter `counter_key` and, on PostgreSQL, the id of the case about to be inserted
     (drawn from its sequence in the same round trip). On SQLite the id is None: the INSERT answers it."""
+    state = tx_state(conn)
+    drawn = state.get("reserved", {}).get(counter_key) if state is not None else None
+    if drawn:  # drawn by the batch's opening (write key `case_number_key(counter_key)`)
+        return drawn.pop(0)
     d = dialect(conn)
     if d.counter_next_and_case_id is None:
         return next_counter(conn, counter_key), None
-    # counters and the sequence are never among the queued writes: the queue may wait for the commit
-    value, case_id = read_sql(conn, d.counter_next_and_case_id, {"key": counter_key}, one=True, after_queued=False)
+    value, case_id = read_sql(conn, d.counter_next_and_case_id, {"key": counter_key}, one=True)
     return value, case_id
 
 

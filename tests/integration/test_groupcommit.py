@@ -293,3 +293,98 @@ def test_a_batch_waiting_for_the_chain_head_holds_no_case_meanwhile(store):
     finally:
         other.close()
         gc.close()
+
+
+def test_the_commit_opens_the_next_batch_and_its_writes_see_the_ones_before(store):
+    """PostgreSQL: writes that queued while a batch ran find their transaction begun, and their cases and the
+    chain head read, by that batch's commit (the same round trip): their batch needs no read of its own. On
+    SQLite there is no opening and every batch reads for itself."""
+    from backend.store import rows
+    from tests.conftest import new_case
+
+    case_id = new_case()["id"]
+    with store.engine.connect() as conn:
+        start = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+    reads: list[list] = []
+
+    def prefetch(conn, keys):
+        reads.append(list(keys))
+        rows.prefetch_cases(conn, keys)
+
+    gc = GroupCommit(store.engine, prefetch=prefetch, opening=rows.case_opening)
+    try:
+        def bump(conn, i: int):
+            row = rows.load_case(conn, case_id)
+            rows.update_case(conn, case_id, {"version": row["version"] + 1})
+            return row["version"] + 1
+
+        results = _writers_behind_a_busy_leader(gc, 6, bump, Exception, key=case_id)
+    finally:
+        gc.close()
+    assert sorted(results.values()) == list(range(start + 1, start + 7))
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one() == start + 6
+    if gc.pipeline:
+        assert gc.openings == 1 and reads == [[case_id]]  # only the leader's batch read for itself
+    else:
+        assert gc.openings == 0 and len(reads) == 2
+
+
+def test_when_the_opening_fails_the_commit_stands_and_the_next_batch_reads_for_itself(store):
+    if store.engine.dialect.name != "postgresql":
+        return
+    from backend.store import rows
+    from tests.conftest import new_case
+
+    case_id = new_case()["id"]
+    with store.engine.connect() as conn:
+        start = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+
+    def failing_opening(keys):
+        statements, keep = rows.case_opening(keys)
+        return statements + [("SELECT 1 / 0", None)], keep
+
+    gc = GroupCommit(store.engine, prefetch=rows.prefetch_cases, opening=failing_opening)
+    try:
+        def bump(conn, i: int):
+            row = rows.load_case(conn, case_id)
+            rows.update_case(conn, case_id, {"version": row["version"] + 1})
+            return i
+
+        results = _writers_behind_a_busy_leader(gc, 4, bump, Exception, key=case_id)
+        assert results == {0: 0, 1: 1, 2: 2, 3: 3}
+        assert gc.openings == 0 and gc.batches == 2
+        assert gc.run(lambda conn: rows.load_case(conn, case_id)["id"], key=case_id) == case_id  # goes on
+    finally:
+        gc.close()
+    with store.engine.connect() as conn:
+        version = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+    assert version == start + 4  # both batches committed
+
+
+def test_new_case_numbers_drawn_by_the_opening_are_consecutive_and_unique(store):
+    """Writes that will create a case name their counter (`case_number_key`); on PostgreSQL the batch's
+    opening draws their numbers and ids, and each write takes its own, in order."""
+    from backend.store import rows
+    from backend.store.groupcommit import tx_state
+
+    gc = GroupCommit(store.engine, prefetch=rows.prefetch_cases, opening=rows.case_opening)
+    drawn_before: list[bool] = []
+    try:
+        def number(conn, i: int):
+            state = tx_state(conn)
+            drawn_before.append(bool(state.get("reserved", {}).get("gc-test")))
+            return rows.reserve_case(conn, "gc-test")
+
+        results = _writers_behind_a_busy_leader(gc, 6, number, Exception, key=rows.case_number_key("gc-test"))
+    finally:
+        gc.close()
+    numbers = sorted(v[0] for v in results.values())
+    assert numbers == numbers[:1] + [numbers[0] + k for k in range(1, 6)]
+    if gc.pipeline:
+        ids = [v[1] for v in results.values()]
+        assert len(set(ids)) == 6 and all(isinstance(i, int) for i in ids)
+        assert all(drawn_before)  # the leader's batch by its own read, the rest by the opening
+        assert gc.openings == 1
+    else:
+        assert not any(drawn_before)
