@@ -199,17 +199,19 @@ class GroupCommit:
             req.event.wait()
             if not req.lead:
                 return self._outcome(req)
-        while not req.done:
-            with self._lock:
-                opened, self._opened = self._opened, None
-                if opened is not None:
-                    batch = opened.batch
-                else:
-                    batch = self._queue[:self.max_batch]
-                    del self._queue[:len(batch)]
-            self._execute(batch, req, opened)
+        with self._lock:  # the leader's own write is the first of the batch it takes
+            opened, self._opened = self._opened, None
+            if opened is not None:
+                batch = opened.batch
+            else:
+                batch = self._queue[:self.max_batch]
+                del self._queue[:len(batch)]
+        self._execute(batch, req, opened)
+        return self._outcome(req)
+
+    def _hand_over(self) -> None:
+        """Hand the lead to the batch whose transaction the last commit opened, else to the oldest waiting writer."""
         with self._lock:
-            # hand the lead to the batch whose transaction the last commit opened, else to the oldest waiting writer
             waiting = self._opened.batch if self._opened is not None else self._queue
             if waiting:
                 nxt = waiting[0]
@@ -217,7 +219,6 @@ class GroupCommit:
                 nxt.event.set()
             else:
                 self._busy = False
-        return self._outcome(req)
 
     @staticmethod
     def _outcome(req: _Request) -> Any:
@@ -237,6 +238,8 @@ class GroupCommit:
         self.writes += len(batch)
         for r in batch:
             r.done = True
+        self._hand_over()  # first: the next leader starts while the writers of this batch wake up
+        for r in batch:
             if r is not own:
                 r.event.set()
 
