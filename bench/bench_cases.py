@@ -1,6 +1,6 @@
 """Case actions per second, through the service layer and through HTTP, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/bench_cases.py [--cases 300] [--threads 4] [--db sqlite,postgresql] [--relay worker]
+    .venv/bin/python bench/bench_cases.py [--cases 800] [--threads 8,16] [--db sqlite,postgresql] [--relay worker]
 
 Each case walks register → dispatch → accept → feedback → check → close (6 actions; creation is
 timed too). Printed side by side with the raw ceiling of the same database in the same run: the
@@ -268,8 +268,8 @@ def report(name: str, res: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--cases", type=int, default=800)
+    ap.add_argument("--threads", default="8,16", help="client threads, one run each (comma-separated)")
     ap.add_argument("--db", default="sqlite,postgresql")
     ap.add_argument("--relay", choices=("worker", "process"), default="worker",
                     help="where the outbox relay runs (make run: worker)")
@@ -285,17 +285,21 @@ def main() -> None:
             print(f"  raw ceiling (bare UPDATE+INSERT transactions, 1 thread): {ceiling:.0f} tx/s")
             if args.relay == "worker":
                 worker = start_worker(url, tmp)
-            svc = run_service(ctx, args.cases, args.threads)
-            report(f"service layer ({args.threads} threads)", svc)
-            print(f"  ratio service/raw ceiling: {svc['rate'] / ceiling:.2f}")
-            print(f"  every event on the stream {wait_published(ctx, svc['end']) * 1000:.0f} ms after the last write")
+            threads = [int(t) for t in str(args.threads).split(",")]
+            services = {}
+            for n in threads:
+                svc = services[n] = run_service(ctx, args.cases, n)
+                report(f"service layer ({n} threads)", svc)
+                print(f"  ratio service/raw ceiling: {svc['rate'] / ceiling:.2f}")
+                print(f"  every event on the stream {wait_published(ctx, svc['end']) * 1000:.0f} ms after the last write")
             ctx.outbox.stop()
             if args.skip_http:
                 continue
-            web = run_http(ctx, url, tmp, args.cases, args.threads, args.relay)
-            report(f"HTTP, gunicorn as `make run` starts it ({args.threads} client threads)", web)
-            print(f"  ratio HTTP/service: {web['rate'] / svc['rate']:.2f}")
-            print(f"  every event on the stream {web['published'] * 1000:.0f} ms after the last write")
+            for n in threads:
+                web = run_http(ctx, url, tmp, args.cases, n, args.relay)
+                report(f"HTTP, gunicorn as `make run` starts it ({n} client threads)", web)
+                print(f"  ratio HTTP/service: {web['rate'] / services[n]['rate']:.2f}")
+                print(f"  every event on the stream {web['published'] * 1000:.0f} ms after the last write")
         finally:
             if worker is not None:
                 worker.terminate()
