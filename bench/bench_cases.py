@@ -291,7 +291,8 @@ def main() -> None:
                 svc = services[n] = run_service(ctx, args.cases, n)
                 report(f"service layer ({n} threads)", svc)
                 print(f"  ratio service/raw ceiling: {svc['rate'] / ceiling:.2f}")
-                print(f"  every event on the stream {wait_published(ctx, svc['end']) * 1000:.0f} ms after the last write")
+                published = wait_published(ctx, svc["end"])
+                print(f"  every event on the stream {published * 1000:.0f} ms after the last write")
             ctx.outbox.stop()
             if args.skip_http:
                 continue

@@ -132,7 +132,7 @@ def round_trip(driver: Any, statements: Sequence[tuple[str, Any]]) -> list[list[
                 pg.send_query_prepared(st.name, values)
             owners.append((i, None))
         pg.pipeline_sync()
-        _flush(pg, session)
+        _flush(pg)
         answers = _answers(pg, session)
     finally:
         try:
@@ -159,7 +159,7 @@ def round_trip(driver: Any, statements: Sequence[tuple[str, Any]]) -> list[list[
     return out
 
 
-def _flush(pg: Any, session: _Session) -> None:
+def _flush(pg: Any) -> None:
     """Send what libpq holds, reading meanwhile so that a server busy writing answers never stalls."""
     while pg.flush():
         ready = select.select([pg.socket], [pg.socket], [])

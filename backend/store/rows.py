@@ -4,8 +4,9 @@ Every case action reads the case, updates it, appends an event and moves the cha
 SQLAlchemy's statement machinery that cost ~70 µs a statement; on the DBAPI cursor of the same
 connection (so inside the same transaction) it costs a few µs; in a PostgreSQL group commit the statements
 go in the batch's round trips instead (`backend.store.groupcommit`: `write_sql` queues, `read_sql` sends the
-queue with the read). Values are encoded exactly as SQLAlchemy stores them (SQLite: datetimes as naive-UTC text, JSON as text; PostgreSQL: native),
-so rows written here and rows written through SQLAlchemy read back the same.
+queue with the read). Values are encoded exactly as SQLAlchemy stores them (SQLite: datetimes as naive-UTC
+text, JSON as text; PostgreSQL: native), so rows written here and rows written through SQLAlchemy read back
+the same.
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -9,7 +10,6 @@ import pytest
 from psycopg import pq
 
 from backend.store import pgpipe
-from tests import support
 
 DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 INSERT = ("INSERT INTO probe (id, n, big, name, at, flag, ratio, doc, ids) "
@@ -18,7 +18,7 @@ INSERT = ("INSERT INTO probe (id, n, big, name, at, flag, ratio, doc, ids) "
 
 @pytest.fixture
 def driver():
-    schema = "cw_pipe_" + support.uuid.uuid4().hex[:8]
+    schema = "cw_pipe_" + uuid.uuid4().hex[:8]
     conn = psycopg.connect(DSN)
     conn.execute(f"CREATE SCHEMA {schema}")
     conn.execute(f"SET search_path TO {schema}")
