@@ -88,7 +88,7 @@ def append_event(conn: Connection, *, case_id: int | None, type_: str, action: s
     rows.insert_event(conn, {
         "id": event_id, "case_id": case_id, "type": type_, "action": action, "actor": actor.username,
         "role": actor.role, "from_status": from_status, "to_status": to_status, "payload": payload,
-        "created_at": at, "prev_hash": last_hash, "hash": digest, "published_at": None})
+        "created_at": at, "prev_hash": last_hash, "hash": digest})
     state = tx_state(conn)
     if state is None:
         rows.write_head(conn, event_id, digest)

@@ -1,9 +1,12 @@
 """The outbox relay (发件箱): event rows not yet on the Redis stream are sent, in id order.
 
 Every writer commits its event row first and then kicks the relay. The relay sends whole batches
-(one pipeline) and marks them published in one UPDATE. While Redis is down the rows simply wait; the
-next kick or the periodic retry sends them, in order, exactly once per event id (the stream refuses
-an id it already holds, see backend.bus).
+(one pipeline) and then moves the outbox's position (`outbox_position`: the last event id on the
+stream) in one small UPDATE. Event ids follow the chain head, so they are committed in id order without
+gaps, and the rows after the position are exactly the ones still to send; no event row is written twice.
+While Redis is down the rows simply wait; the next kick or the periodic retry sends them, in order,
+exactly once per event id (the stream refuses an id it already holds, see backend.bus). Two relays
+sending the same rows at once is harmless for the same reason, and the position only moves forward.
 
 Where the relay runs (`CITYWALL_OUTBOX_RELAY`): `process` (the default) gives every writing process
 a relay thread kicked after each commit; `worker` (what the supervisor sets for a whole instance)
@@ -17,10 +20,10 @@ import json
 import logging
 import threading
 from collections import namedtuple
-from datetime import datetime, timezone
+from datetime import timezone
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backend import bus
 from backend.store import models as m
@@ -31,32 +34,27 @@ log = logging.getLogger(__name__)
 WORKER_POLL = 0.02  # seconds between two looks at the outbox by the worker's relay (when nothing kicks it)
 
 EVENTS = m.Event.__table__
+POSITION = m.OutboxPosition.__table__
 
 # The columns of an event row that make its bus message; `created_at` last.
 _EventRow = namedtuple("_EventRow", "id type action case_id actor role from_status to_status payload created_at")
 _COLUMNS = ", ".join(_EventRow._fields)
+_AFTER_POSITION = "id > (SELECT last_event_id FROM outbox_position WHERE id = 1)"
 _SQL = {
     False: {
-        "unpublished": f"SELECT {_COLUMNS} FROM events WHERE published_at IS NULL ORDER BY id LIMIT :n",
-        "mark": "UPDATE events SET published_at = :now WHERE published_at IS NULL "
-                "AND id IN (SELECT value FROM json_each(:ids))",
+        "unpublished": f"SELECT {_COLUMNS} FROM events WHERE {_AFTER_POSITION} ORDER BY id LIMIT :n",
+        "advance": "UPDATE outbox_position SET last_event_id = :id WHERE id = 1 AND last_event_id < :id",
     },
     True: {
-        "unpublished": f"SELECT {_COLUMNS} FROM events WHERE published_at IS NULL ORDER BY id LIMIT %(n)s",
-        # Rows another process's relay is marking right now are skipped, not waited for (two relays
-        # marking the same rows in different orders would deadlock).
-        "mark": "UPDATE events SET published_at = %(now)s WHERE id IN (SELECT id FROM events "
-                "WHERE id = ANY(%(ids)s) AND published_at IS NULL FOR UPDATE SKIP LOCKED)",
+        "unpublished": f"SELECT {_COLUMNS} FROM events WHERE {_AFTER_POSITION} ORDER BY id LIMIT %(n)s",
+        "advance": "UPDATE outbox_position SET last_event_id = %(id)s WHERE id = 1 AND last_event_id < %(id)s",
     },
 }
 
 
-def _mark_published(conn, ids: list[int]) -> None:
-    d = rows.dialect(conn)
-    now = datetime.now(timezone.utc)
-    params = {"now": now, "ids": ids} if d.postgres else {"now": d.encode("published_at", now),
-                                                          "ids": json.dumps(ids)}
-    rows.write_sql(conn, _SQL[d.postgres]["mark"], params)
+def _advance(conn, last_id: int) -> None:
+    """Every event up to `last_id` is on the stream (never moves back: another relay may be further)."""
+    rows.write_sql(conn, _SQL[rows.dialect(conn).postgres]["advance"], {"id": last_id})
 
 
 def event_message(row) -> dict:
@@ -116,8 +114,8 @@ class Outbox:
                     self.last_error = str(exc)
                     return sent
                 self.last_error = None
-                if done:
-                    self.ctx.writes.run(lambda conn: _mark_published(conn, done))
+                if done:  # the sent rows' ids, in order, from the first after the position
+                    self.ctx.writes.run(lambda conn: _advance(conn, done[-1]))
                     sent += len(done)
                 if len(found) < self.batch:
                     break
@@ -131,15 +129,13 @@ class Outbox:
         return [_EventRow(*row[:-1], d.read_time(row[-1])) for row in found]
 
     def pending(self) -> int:
-        from sqlalchemy import func
-
+        """How many event rows wait to be sent."""
         with self.ctx.reader.connect() as conn:
+            position = select(POSITION.c.last_event_id).where(POSITION.c.id == 1).scalar_subquery()
             return conn.execute(select(func.count()).select_from(EVENTS)
-                                .where(EVENTS.c.published_at.is_(None))).scalar_one()
+                                .where(EVENTS.c.id > position)).scalar_one()
 
     def _max_event_id(self) -> int:
-        from sqlalchemy import func
-
         with self.ctx.reader.connect() as conn:
             return conn.execute(select(func.coalesce(func.max(EVENTS.c.id), 0))).scalar_one()
 

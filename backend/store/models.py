@@ -18,7 +18,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -192,8 +191,9 @@ class Case(Base):
 class Event(Base):
     """An immutable event row (事件流水): the audit record and the outbox of the bus in one.
 
-    Rows are hash-chained: `hash = sha256(prev_hash + canonical(row))`. `published_at` is set once the
-    event is on the Redis stream; rows with NULL are re-sent, in id order, when Redis is back.
+    Rows are hash-chained: `hash = sha256(prev_hash + canonical(row))`. Their ids follow the chain head, so
+    they are committed in id order without gaps: the outbox keeps only the last id on the Redis stream
+    (`OutboxPosition`); the rows after it are sent, in id order, when Redis is back.
     """
 
     __tablename__ = "events"
@@ -209,16 +209,14 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    __table_args__ = (
-        Index(
-            "ix_events_unpublished",
-            "id",
-            sqlite_where=text("published_at IS NULL"),
-            postgresql_where=text("published_at IS NULL"),
-        ),
-    )
+
+class OutboxPosition(Base):
+    """How far the outbox relay got (发件箱进度): one row (id 1), the last event id on the Redis stream."""
+
+    __tablename__ = "outbox_position"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AuditHead(Base):

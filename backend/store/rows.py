@@ -315,5 +315,4 @@ def insert_event(conn: Connection, values: dict) -> None:
     params = {k: values.get(k) for k in EVENT_COLUMNS}
     if not d.postgres:
         params["created_at"] = _sqlite_time(params["created_at"])
-        params["published_at"] = _sqlite_time(params["published_at"])
     write_sql(conn, d.event_insert, params)

@@ -16,7 +16,7 @@ from backend.services import cases, seed
 from backend.services.context import Context, use
 from backend.store.db import migrate
 from tests import support
-from tests.conftest import actor, new_case
+from tests.conftest import REDIS_TEST_URL, actor, new_case
 
 
 def free_port() -> int:
@@ -76,13 +76,13 @@ def test_changes_during_an_outage_are_published_after_in_order_once(tmp_path, ow
         ids = [e["event_id"] for _, e in events]
         assert ids == sorted(ids) and len(ids) == len(set(ids)) == 5
         assert [e["case_id"] for _, e in events] == [first["id"]] + [c["id"] for c in during] + [during[0]["id"]]
-        # a relay that re-sends (its "published" mark was lost) does not duplicate anything
+        # a relay that re-sends (its position was lost) does not duplicate anything
         from sqlalchemy import update
 
         from backend.store import models as m
 
         with ctx.engine.begin() as conn:
-            conn.execute(update(m.Event.__table__).values(published_at=None))
+            conn.execute(update(m.OutboxPosition.__table__).values(last_event_id=0))
         assert ctx.outbox.flush() == 5
         assert len(bus.read_events(r)) == 5
     finally:
@@ -214,3 +214,50 @@ def test_a_wrong_relay_setting_is_refused_with_its_name(monkeypatch):
         config.load()
     monkeypatch.setenv("CITYWALL_OUTBOX_RELAY", "worker")
     assert config.load().outbox_relay == "worker"
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_a_database_migrated_with_events_still_unsent_sends_exactly_those(db, tmp_path):
+    """Upgrading from per-row `published_at` marks to the outbox position: the rows that were not on the bus yet
+    (here 4 and 5 of 5) are the ones the relay sends, and the position then stands at the last."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import text
+
+    from backend.store.db import MIGRATIONS
+
+    schema = None
+    if db == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url, schema = support.pg_url_with_schema()
+    ctx = Context.from_config(support.make_config(tmp_path, url, REDIS_TEST_URL))
+    use(ctx)
+    try:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with ctx.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0005")
+        with ctx.engine.begin() as conn:
+            for i in range(1, 6):
+                conn.execute(text(
+                    "INSERT INTO events (id, case_id, type, action, actor, role, payload, created_at, prev_hash, "
+                    "hash, published_at) VALUES (:i, NULL, 'incident.test', 'test', 'a', 'system', '{}', "
+                    ":at, 'p', 'h', :published)"),
+                    {"i": i, "at": "2026-11-27 01:00:00", "published": "2026-11-27 01:00:01" if i <= 3 else None})
+        migrate(ctx.engine)
+        assert ctx.outbox.pending() == 2
+        r = redis.Redis.from_url(REDIS_TEST_URL)
+        r.delete(bus.EVENTS_STREAM)
+        r.xadd(bus.EVENTS_STREAM, {"data": "{}"}, id=bus.stream_id(3))  # what the old relay had sent
+        assert ctx.outbox.flush() == 2
+        assert [e["event_id"] for _, e in bus.read_events(r, after=bus.stream_id(3))] == [4, 5]
+        assert ctx.outbox.pending() == 0
+        with ctx.engine.connect() as conn:
+            assert conn.execute(text("SELECT last_event_id FROM outbox_position WHERE id = 1")).scalar_one() == 5
+    finally:
+        ctx.close()
+        use(None)
+        if schema:
+            support.drop_schema(schema)
