@@ -100,25 +100,18 @@ def queued(conn: Connection) -> bool:
 def query(conn: Connection, statements: list[tuple[str, Any]]) -> list[list[tuple] | None]:
     """Run `statements` after the queued writes, in the same round trip (only where `queued(conn)`); the rows
     of each. A queued write that fails raises _DeferredFailed; a failing statement of these, the driver's error."""
-    waiting = conn.info[_STATE][_DEFERRED]
-    items = waiting + list(statements)
-    sent = len(waiting)
-    waiting.clear()
     try:
-        out = pgpipe.round_trip(conn.connection.dbapi_connection, items)
-    except pgpipe.StatementFailed as exc:
-        if exc.index < sent or exc.stale:
-            raise _DeferredFailed() from exc.__cause__  # (the statements were deallocated: run the batch again)
+        return _send(conn.connection.dbapi_connection, conn.info[_STATE][_DEFERRED], then=list(statements))
+    except _ThenFailed as exc:
+        if exc.stale:  # the session's statements were deallocated: run the batch again
+            raise _DeferredFailed() from exc.__cause__
         raise (exc.__cause__ or exc) from None
-    except Exception as exc:  # the connection failed
-        raise _DeferredFailed() from exc
-    return out[sent:]
 
 
 def _send(driver: Any, queued: list, commit: bool = False, then: list | None = None) -> list:
-    """The queued writes (and the COMMIT) in one round trip. Raises _DeferredFailed. `then`: statements sent
-    after the COMMIT in the same round trip (the next transaction's opening); their rows, or _OpeningFailed
-    (the COMMIT went through) when one of them fails."""
+    """The queued writes (and the COMMIT) in one round trip; raises _DeferredFailed when one of them (or the
+    connection) fails. `then`: statements sent after them in the same round trip (reads, or the next
+    transaction's opening after the COMMIT); their rows, or _ThenFailed when one of them fails."""
     items = queued[:]
     queued.clear()
     if commit:
@@ -130,7 +123,7 @@ def _send(driver: Any, queued: list, commit: bool = False, then: list | None = N
         out = pgpipe.round_trip(driver, items)
     except pgpipe.StatementFailed as exc:
         if exc.index >= done:
-            raise _OpeningFailed() from exc.__cause__
+            raise _ThenFailed(exc.stale) from exc.__cause__
         raise _DeferredFailed() from (exc.__cause__ or exc)
     except Exception as exc:
         raise _DeferredFailed() from exc
@@ -313,7 +306,7 @@ class GroupCommit:
         statements, keep = reads
         try:
             found = _send(driver, state[_DEFERRED], commit=True, then=[("BEGIN", None)] + statements)
-        except _OpeningFailed:
+        except _ThenFailed:  # the COMMIT before the opening went through
             found = None
         except BaseException:
             self._put_back(nxt)
@@ -457,8 +450,13 @@ class _Unqueued(Exception):
     """Run the batch again without queueing writes."""
 
 
-class _OpeningFailed(Exception):
-    """The COMMIT went through; what the same round trip sent after it, to open the next transaction, failed."""
+class _ThenFailed(Exception):
+    """A statement sent after the queued writes (`_send`'s `then`) failed; the writes and the COMMIT before it
+    did not (the cause is the driver's error)."""
+
+    def __init__(self, stale: bool = False):
+        super().__init__()
+        self.stale = stale  # the session's prepared statements were gone (see pgpipe.StatementFailed)
 
 
 class _Dropped(Exception):
