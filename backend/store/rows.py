@@ -70,8 +70,7 @@ class Dialect:
             f"WITH c AS ({self.counter_next}) SELECT c.value, nextval(pg_get_serial_sequence('cases', 'id')) FROM c"
             if postgres else None)
         self._wrap = p
-        self._updates: dict[tuple[str, ...], str] = {}
-        self._inserts: dict[tuple[str, ...], str] = {}
+        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def encode(self, name: str, value: Any) -> Any:
         if name in _CASE_JSON:
@@ -103,21 +102,21 @@ class Dialect:
         return out
 
     def case_update(self, names: tuple[str, ...]) -> str:
-        """The UPDATE of these columns (built once per set of columns: an action changes the same ones each time)."""
-        sql = self._updates.get(names)
-        if sql is None:
-            sets = ", ".join(f"{n} = :{n}" for n in names)
-            sql = self._updates[names] = self._wrap(f"UPDATE cases SET {sets} WHERE id = :_id")
-        return sql
+        """The UPDATE of these columns (an action changes the same ones each time)."""
+        return self._built("update", names, lambda: f"UPDATE cases SET {', '.join(f'{n} = :{n}' for n in names)} "
+                                                    "WHERE id = :_id")
 
     def case_insert(self, names: tuple[str, ...]) -> str:
-        """The INSERT of a new case with these columns, answering its id unless it is given (built once per set
-        of columns)."""
-        sql = self._inserts.get(names)
+        """The INSERT of a new case with these columns, answering its id unless it is given."""
+        return self._built("insert", names, lambda: f"INSERT INTO cases ({', '.join(names)}) "
+                                                    f"VALUES ({', '.join(':' + n for n in names)})"
+                                                    + ("" if "id" in names else " RETURNING id"))
+
+    def _built(self, kind: str, names: tuple[str, ...], build) -> str:
+        """A statement of `kind` over these columns, built (by `build()`) once per set of columns."""
+        sql = self._statements.get((kind, names))
         if sql is None:
-            sql = self._wrap(f"INSERT INTO cases ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
-                             + ("" if "id" in names else " RETURNING id"))
-            self._inserts[names] = sql
+            sql = self._statements[(kind, names)] = self._wrap(build())
         return sql
 
 
