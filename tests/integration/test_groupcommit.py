@@ -41,6 +41,32 @@ def _writers_behind_a_busy_leader(gc: GroupCommit, n: int, body, catch: type[Bas
     return results
 
 
+def _version(store, case_id: int) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+
+
+def _bump(case_id: int):
+    """A write that raises the case's version by one (read through the batch's kept row) and answers the new one."""
+    from backend.store import rows
+
+    def bump(conn, i: int):
+        row = rows.load_case(conn, case_id)
+        rows.update_case(conn, case_id, {"version": row["version"] + 1})
+        return row["version"] + 1
+    return bump
+
+
+def _recording(reads: list):
+    """rows.prefetch_cases, noting the keys of every batch that reads for itself."""
+    from backend.store import rows
+
+    def prefetch(conn, keys):
+        reads.append(list(keys))
+        rows.prefetch_cases(conn, keys)
+    return prefetch
+
+
 def test_batched_writes_commit_together_and_fail_alone(store):
     with store.engine.begin() as conn:
         conn.execute(text("CREATE TABLE gc_probe (id INTEGER PRIMARY KEY, v TEXT)"))
@@ -154,31 +180,18 @@ def test_writes_go_on_after_the_database_drops_the_writer_connection(store):
 def test_a_batch_reads_its_cases_once_and_each_write_sees_the_one_before(store):
     """Writes naming their case (`key`) get it from one read for the whole batch; a second write on the same
     case in the batch sees the first one's change (the kept row is updated with it)."""
-    from backend.store import rows
     from tests.conftest import new_case
 
     case_id = new_case()["id"]
-    with store.engine.connect() as conn:
-        start = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+    start = _version(store, case_id)
     reads: list[list] = []
-
-    def prefetch(conn, keys):
-        reads.append(list(keys))
-        rows.prefetch_cases(conn, keys)
-
-    gc = GroupCommit(store.engine, prefetch=prefetch)
+    gc = GroupCommit(store.engine, prefetch=_recording(reads))
     try:
-        def bump(conn, i: int):
-            row = rows.load_case(conn, case_id)
-            rows.update_case(conn, case_id, {"version": row["version"] + 1})
-            return row["version"] + 1
-
-        results = _writers_behind_a_busy_leader(gc, 6, bump, Exception, key=case_id)
+        results = _writers_behind_a_busy_leader(gc, 6, _bump(case_id), Exception, key=case_id)
     finally:
         gc.close()
     assert sorted(results.values()) == list(range(start + 1, start + 7))  # each saw the one before
-    with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one() == start + 6
+    assert _version(store, case_id) == start + 6
     assert len(reads) < 6 and sum(len(k) for k in reads) == 6  # the five queued writes: one read
 
 
@@ -303,27 +316,15 @@ def test_the_commit_opens_the_next_batch_and_its_writes_see_the_ones_before(stor
     from tests.conftest import new_case
 
     case_id = new_case()["id"]
-    with store.engine.connect() as conn:
-        start = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+    start = _version(store, case_id)
     reads: list[list] = []
-
-    def prefetch(conn, keys):
-        reads.append(list(keys))
-        rows.prefetch_cases(conn, keys)
-
-    gc = GroupCommit(store.engine, prefetch=prefetch, opening=rows.case_opening)
+    gc = GroupCommit(store.engine, prefetch=_recording(reads), opening=rows.case_opening)
     try:
-        def bump(conn, i: int):
-            row = rows.load_case(conn, case_id)
-            rows.update_case(conn, case_id, {"version": row["version"] + 1})
-            return row["version"] + 1
-
-        results = _writers_behind_a_busy_leader(gc, 6, bump, Exception, key=case_id)
+        results = _writers_behind_a_busy_leader(gc, 6, _bump(case_id), Exception, key=case_id)
     finally:
         gc.close()
     assert sorted(results.values()) == list(range(start + 1, start + 7))
-    with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one() == start + 6
+    assert _version(store, case_id) == start + 6
     if gc.pipeline:
         assert gc.openings == 1 and reads == [[case_id]]  # only the leader's batch read for itself
     else:
@@ -337,8 +338,7 @@ def test_when_the_opening_fails_the_commit_stands_and_the_next_batch_reads_for_i
     from tests.conftest import new_case
 
     case_id = new_case()["id"]
-    with store.engine.connect() as conn:
-        start = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
+    start = _version(store, case_id)
 
     def failing_opening(keys):
         statements, keep = rows.case_opening(keys)
@@ -357,9 +357,7 @@ def test_when_the_opening_fails_the_commit_stands_and_the_next_batch_reads_for_i
         assert gc.run(lambda conn: rows.load_case(conn, case_id)["id"], key=case_id) == case_id  # goes on
     finally:
         gc.close()
-    with store.engine.connect() as conn:
-        version = conn.execute(text("SELECT version FROM cases WHERE id = :i"), {"i": case_id}).scalar_one()
-    assert version == start + 4  # both batches committed
+    assert _version(store, case_id) == start + 4  # both batches committed
 
 
 def test_new_case_numbers_drawn_by_the_opening_are_consecutive_and_unique(store):
